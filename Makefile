@@ -1,0 +1,59 @@
+# failure-lab: `make demo` runs the embedded default with a scripted fault; `make test` runs the
+# checks and the test suite against real Redis and Prometheus. Both install what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SYNCED := $(VENV)/.synced
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+UV_VERSION := 0.13.8
+# Debian packages: the test suite starts real redis-server and prometheus; benchmarks use wrk.
+APT_PACKAGES := redis-server prometheus wrk
+
+.PHONY: demo serve test lint typecheck pytest system-deps bench clean
+
+demo: $(SYNCED)
+	$(BIN)/failure-lab demo
+
+serve: $(SYNCED)
+	$(BIN)/failure-lab serve
+
+test: system-deps $(SYNCED) lint typecheck pytest
+
+lint: $(SYNCED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(SYNCED)
+	$(BIN)/mypy
+
+pytest: system-deps $(SYNCED)
+	$(BIN)/pytest
+
+bench: system-deps $(SYNCED)
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/generator.py
+
+system-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+$(SYNCED): pyproject.toml uv.lock
+	@[ -x $(BIN)/python ] || $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --locked --inexact --quiet
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

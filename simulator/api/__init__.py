@@ -1,0 +1,1 @@
+"""HTTP routes of the simulator: the simulated user API and the seed-000 control contract."""

@@ -1,0 +1,106 @@
+"""The control contract of seed 000: generate traffic, read its status, set failures.
+
+Caps on count, rate and duration are server settings; a request above one gets 422 naming
+the cap and the setting that raises it. Sustained generation answers 202 with a job that
+can be read and stopped under ``/v1/traffic/jobs``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from simulator.errors import CapExceeded
+from simulator.models import FailureConfig, Job, TrafficRequest, TrafficResult, TrafficStatus
+from simulator.options import PipelineOptions
+from simulator.runtime import Runtime
+from simulator.settings import Settings
+
+router = APIRouter(tags=["control"])
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def check_caps(traffic: TrafficRequest, settings: Settings) -> None:
+    if traffic.mode == "burst" and traffic.effective_count > settings.max_burst_count:
+        raise CapExceeded(
+            "count",
+            traffic.effective_count,
+            settings.max_burst_count,
+            "FAILURE_LAB_MAX_BURST_COUNT",
+        )
+    if traffic.mode == "sustained":
+        if traffic.effective_rps > settings.max_rps:
+            raise CapExceeded("rps", traffic.effective_rps, settings.max_rps, "FAILURE_LAB_MAX_RPS")
+        duration = traffic.duration or 0.0
+        if duration > settings.max_duration_seconds:
+            raise CapExceeded(
+                "duration",
+                duration,
+                settings.max_duration_seconds,
+                "FAILURE_LAB_MAX_DURATION_SECONDS",
+            )
+
+
+@router.post(
+    "/v1/traffic/generate",
+    response_model=TrafficResult | list[TrafficResult] | Job,
+    responses={202: {"model": Job, "description": "sustained: the job started"}},
+    summary="Generate traffic: single (one result), burst (a list), sustained (202, a job)",
+)
+async def generate(traffic: TrafficRequest, request: Request) -> object:
+    runtime = _runtime(request)
+    check_caps(traffic, runtime.settings)
+    options = PipelineOptions.from_payload(traffic.payload)
+    match traffic.mode:
+        case "single":
+            return await runtime.jobs.single(options)
+        case "burst":
+            return await runtime.jobs.burst(options, traffic.effective_count)
+        case "sustained":
+            job = runtime.jobs.start_sustained(
+                options, traffic.effective_rps, traffic.duration or 0.0
+            )
+            return JSONResponse(job.model_dump(mode="json"), status_code=202)
+
+
+@router.get("/v1/traffic/status", summary="Whether a generation runs, and its request count")
+async def traffic_status(request: Request) -> TrafficStatus:
+    return _runtime(request).jobs.status()
+
+
+@router.get("/v1/traffic/jobs", summary="Sustained generation jobs, running and finished")
+async def list_jobs(request: Request) -> list[Job]:
+    return _runtime(request).jobs.list()
+
+
+@router.get("/v1/traffic/jobs/{job_id}", summary="One job")
+async def get_job(job_id: str, request: Request) -> Job:
+    return _runtime(request).jobs.get(job_id)
+
+
+@router.post("/v1/traffic/jobs/{job_id}/stop", summary="Stop a running job")
+async def stop_job(job_id: str, request: Request) -> Job:
+    return await _runtime(request).jobs.stop(job_id)
+
+
+@router.get("/v1/config/failure", summary="The failure config applied to every request")
+async def get_failure_config(request: Request) -> FailureConfig:
+    return await _runtime(request).config_store.get()
+
+
+@router.put("/v1/config/failure", summary="Replace the whole failure config")
+async def put_failure_config(config: FailureConfig, request: Request) -> FailureConfig:
+    runtime = _runtime(request)
+    if config.max_retries > runtime.settings.max_retries_cap:
+        raise CapExceeded(
+            "max_retries",
+            config.max_retries,
+            runtime.settings.max_retries_cap,
+            "FAILURE_LAB_MAX_RETRIES_CAP",
+        )
+    await runtime.config_store.put(config)
+    return config

@@ -1,0 +1,145 @@
+"""The simulated user API: the endpoints traffic is sent to.
+
+Each handler turns HTTP into a ``Query`` and hands it to the pipeline; this module only
+records the per-request metrics (endpoint = route template) and decorates the server span
+that the FastAPI instrumentation opened. Responses are built from bytes directly: the
+pipeline already holds the JSON, and cached bodies are served as stored.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fastapi import APIRouter, Path, Request, Response
+from fastapi import Query as QueryParam
+from opentelemetry import trace
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simulator.database import Query
+from simulator.options import HEADER, InvalidOptions, PipelineOptions
+from simulator.pipeline import Outcome, detail_json
+from simulator.runtime import Runtime
+
+RETRIES_HEADER = "x-failure-lab-retries"
+ERROR_STATUSES = (500, 502, 503, 504)
+
+router = APIRouter(prefix="/api/v1/users", tags=["simulated service"])
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(min_length=3, max_length=200)
+
+
+class UserChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: str | None = Field(default=None, min_length=3, max_length=200)
+
+    @model_validator(mode="after")
+    def _something(self) -> UserChanges:
+        if self.name is None and self.email is None:
+            raise ValueError("give name and/or email")
+        return self
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def _serve(
+    request: Request, route: str, method: str, query: Query | None, error_rate: float = 0.0
+) -> Response:
+    runtime = _runtime(request)
+    started = time.perf_counter()
+    span = trace.get_current_span()
+    span.add_event("request.received", {"endpoint": route, "method": method})
+    try:
+        options = PipelineOptions.decode(request.headers.get(HEADER))
+    except InvalidOptions as exc:
+        outcome = Outcome(400, detail_json(str(exc)), "bad_request")
+    else:
+        if query is None:
+            outcome = await _injected_error(runtime, options, error_rate, span)
+        else:
+            outcome = await runtime.pipeline.handle(query, route, options)
+    elapsed = time.perf_counter() - started
+
+    context = span.get_span_context()
+    request_id = str(uuid.UUID(int=context.trace_id))
+    metrics = runtime.metrics
+    metrics.requests.labels(route, method, str(outcome.status), outcome.outcome).inc()
+    exemplar = {"trace_id": f"{context.trace_id:032x}"} if context.trace_flags.sampled else None
+    metrics.request_duration.labels(route, method).observe(elapsed, exemplar=exemplar)
+    if span.is_recording():
+        span.set_attributes(
+            {
+                "failure_lab.request_id": request_id,
+                "failure_lab.outcome": outcome.outcome,
+                "failure_lab.retry_count": outcome.retries,
+                "failure_lab.cache": outcome.cache,
+            }
+        )
+        span.add_event(
+            "response.sent", {"status_code": outcome.status, "latency_ms": round(elapsed * 1000, 3)}
+        )
+    headers = {
+        RETRIES_HEADER: str(outcome.retries),
+        "x-request-id": request_id,
+        **outcome.extra_headers,
+    }
+    return Response(outcome.body, outcome.status, headers=headers, media_type="application/json")
+
+
+async def _injected_error(
+    runtime: Runtime, options: PipelineOptions, error_rate: float, span: trace.Span
+) -> Outcome:
+    refused = await runtime.pipeline.admit(options, span)
+    if refused is not None:
+        return refused
+    if runtime.rng.random() < error_rate:
+        status = runtime.rng.choice(ERROR_STATUSES)
+        span.add_event("injected_error", {"status_code": status, "error_rate": error_rate})
+        return Outcome(
+            status,
+            detail_json(f"injected error {status} (errorRate={error_rate:g})"),
+            "injected_error",
+        )
+    return Outcome(200, b'{"ok":true}', "success")
+
+
+@router.get("/error", summary="Fails with 500/502/503/504 with probability errorRate")
+async def error_endpoint(
+    request: Request, errorRate: float = QueryParam(default=0.5, ge=0, le=1)
+) -> Response:
+    return await _serve(request, "/api/v1/users/error", "GET", None, errorRate)
+
+
+@router.get("", summary="List users")
+async def list_users(request: Request) -> Response:
+    return await _serve(request, "/api/v1/users", "GET", Query("list"))
+
+
+@router.post("", status_code=201, summary="Create a user")
+async def create_user(request: Request, user: NewUser) -> Response:
+    return await _serve(request, "/api/v1/users", "POST", Query("create", body=user.model_dump()))
+
+
+@router.get("/{id}", summary="Read one user (cached)")
+async def get_user(request: Request, user_id: int = Path(alias="id")) -> Response:
+    return await _serve(request, "/api/v1/users/{id}", "GET", Query("get", user_id))
+
+
+@router.patch("/{id}", summary="Change a user (invalidates the cache)")
+async def update_user(
+    request: Request, changes: UserChanges, user_id: int = Path(alias="id")
+) -> Response:
+    return await _serve(
+        request,
+        "/api/v1/users/{id}",
+        "PATCH",
+        Query("update", user_id, changes.model_dump(exclude_none=True)),
+    )

@@ -1,0 +1,84 @@
+"""``create_app(settings)``: the simulator as an ASGI app.
+
+Building the app does no I/O: the tracer provider and the Prometheus registry are created
+here (so the instrumentation can be attached) but every connection, thread and task is
+started in the lifespan and stopped with it. The FastAPI instrumentation makes the server
+span of each simulated request; FastAPI's own built-in tracing stays off so spans are not
+made twice, and control, metrics and docs routes are not traced at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.metrics import NoOpMeterProvider
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from simulator.api import control, users
+from simulator.errors import install_error_handlers
+from simulator.generator.metrics import GeneratorMetrics
+from simulator.runtime import Runtime
+from simulator.settings import Settings
+from simulator.telemetry.metrics import ServiceMetrics
+from simulator.telemetry.tracing import build_tracer_provider
+
+# Regexes searched in the full URL; anchored after the authority so /api/v1/... stays traced.
+UNTRACED = ",".join(
+    f"//[^/]+/{path}" for path in ("v1/", "metrics", "docs", "openapi.json", "health", "ws")
+)
+
+
+def create_app(settings: Settings, *, base_url: str | None = None) -> FastAPI:
+    """The simulator: user API, control contract and ``/metrics`` on one app.
+
+    ``base_url`` is where the traffic generator reaches this app's user API; by default
+    the host and port from settings.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    metrics = ServiceMetrics(registry)
+    generator_metrics = GeneratorMetrics(registry)
+    tracer_provider = build_tracer_provider(settings)
+    target = base_url or f"http://{_client_host(settings.host)}:{settings.port}"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await Runtime.start(settings, metrics, tracer_provider, generator_metrics, target)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    app = FastAPI(
+        title="failure-lab simulator",
+        version="0.1.0",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.registry = registry
+    app.state.tracer_provider = tracer_provider
+    install_error_handlers(app)
+    app.include_router(users.router)
+    app.include_router(control.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(registry), media_type=content_type)
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracer_provider,
+        meter_provider=NoOpMeterProvider(),
+        excluded_urls=UNTRACED,
+        exclude_spans=["send", "receive"],
+    )
+    return app
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host

@@ -1,0 +1,108 @@
+"""The read cache in front of the simulated database: in-process TTL, or Redis.
+
+Both implementations raise ``CacheError`` for anything that goes wrong (Redis down, slow,
+refusing), so the pipeline has one thing to catch: a cache failure is counted and traced,
+and the request carries on to the database. Timeouts are per call because
+``redis_timeout_seconds`` is part of the live failure config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+T = TypeVar("T")
+
+
+class CacheError(Exception):
+    """The cache could not answer; ``kind`` is ``timeout`` or ``unavailable``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Cache(Protocol):
+    async def get(self, key: str, timeout: float) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float, timeout: float) -> None: ...
+
+    async def delete(self, keys: list[str], timeout: float) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryCache:
+    """A bounded TTL cache; least recently written entries go first when full."""
+
+    def __init__(self, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._max = max_entries
+        self._clock = clock
+
+    async def get(self, key: str, timeout: float) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if expires <= self._clock():
+            del self._entries[key]
+            return None
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float, timeout: float) -> None:
+        if ttl <= 0:
+            return
+        self._entries[key] = (self._clock() + ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    async def delete(self, keys: list[str], timeout: float) -> None:
+        for key in keys:
+            self._entries.pop(key, None)
+
+    async def aclose(self) -> None:
+        self._entries.clear()
+
+
+class RedisCache:
+    """Redis-backed cache; the client is owned by the caller."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "failure-lab:cache:") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    async def get(self, key: str, timeout: float) -> bytes | None:
+        value = await self._call(self._client.get(self._prefix + key), timeout)
+        return value.encode() if isinstance(value, str) else value
+
+    async def set(self, key: str, value: bytes, ttl: float, timeout: float) -> None:
+        if ttl <= 0:
+            return
+        await self._call(
+            self._client.set(self._prefix + key, value, px=max(1, int(ttl * 1000))), timeout
+        )
+
+    async def delete(self, keys: list[str], timeout: float) -> None:
+        if keys:
+            await self._call(self._client.delete(*(self._prefix + k for k in keys)), timeout)
+
+    async def aclose(self) -> None:
+        return None
+
+    @staticmethod
+    async def _call(awaitable: Awaitable[T], timeout: float) -> T:
+        try:
+            async with asyncio.timeout(timeout):
+                return await awaitable
+        except TimeoutError:
+            raise CacheError("timeout", f"redis did not answer within {timeout:g}s") from None
+        except (RedisError, OSError) as exc:
+            raise CacheError("unavailable", f"redis: {exc}") from exc

@@ -1,0 +1,414 @@
+"""The open-model traffic engine.
+
+Requests are sent at their intended times whatever the responses do, as wrk2 and k6's
+constant-arrival-rate executor do, with a bound on requests in flight: a request that falls due
+while the bound is reached is dropped and counted, never queued, so a slow service cannot slow
+the offered load down (coordinated omission). Latency is measured from the intended send time
+and, for comparison, from the actual send; the difference is the send lag, and sends later than
+the threshold are counted as late. Monotonic ``perf_counter`` times are used for all
+measurements; the wall clock only dates results.
+
+Every request is one trace: it is sent under an empty OpenTelemetry context so the
+instrumentation's client span is a root, whose trace id becomes the request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Span
+
+from simulator.generator.arrivals import Rate, schedule
+from simulator.generator.metrics import GeneratorMetrics
+from simulator.generator.planner import PlannedRequest, RequestPlanner
+from simulator.generator.senders import (
+    Sender,
+    SenderConfig,
+    SenderFactory,
+    TransportError,
+    aiohttp_sender,
+    error_text,
+)
+from simulator.generator.stats import LiveStats, RunSamples, RunStats
+from simulator.models import TrafficResult
+from simulator.options import HEADER, PipelineOptions
+
+__all__ = ["RunStats", "TrafficEngine"]
+
+logger = logging.getLogger(__name__)
+
+JOB_ID_ATTRIBUTE = "failure_lab.generator.job_id"
+SEND_LAG_ATTRIBUTE = "failure_lab.generator.send_lag_ms"
+
+ResultCallback = Callable[[TrafficResult], None]
+
+
+@dataclass(slots=True)
+class _RequestTrace:
+    """Per-request holder the span hook fills in."""
+
+    job_id: str | None
+    send_lag_ms: float
+    trace_id: int = 0
+
+
+@dataclass(slots=True)
+class _Sink:
+    """Where one request's accounting goes besides the engine's own."""
+
+    lives: tuple[LiveStats, ...]
+    samples: RunSamples | None = None
+    on_result: ResultCallback | None = None
+
+
+class TrafficEngine:
+    """Sends generated requests to ``base_url``; start it (or use ``async with``) before use."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        tracer_provider: TracerProvider,
+        metrics: GeneratorMetrics,
+        planner: RequestPlanner,
+        max_in_flight: int,
+        late_threshold_s: float,
+        request_timeout_s: float = 30.0,
+        drain_timeout_s: float = 5.0,
+        sender_factory: SenderFactory = aiohttp_sender,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        if not late_threshold_s > 0 or not request_timeout_s > 0 or drain_timeout_s < 0:
+            raise ValueError("late_threshold_s and request_timeout_s must be > 0")
+        self._config = SenderConfig(
+            base_url=base_url,
+            tracer_provider=tracer_provider,
+            max_in_flight=max_in_flight,
+            request_timeout_s=request_timeout_s,
+            span_hook=self._on_span,
+        )
+        self._metrics = metrics
+        self._planner = planner
+        self._late_threshold_s = late_threshold_s
+        self._drain_timeout_s = drain_timeout_s
+        self._sender_factory = sender_factory
+        self._sender: Sender | None = None
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._in_flight = 0
+        self._targets: dict[object, float] = {}
+        self._current: contextvars.ContextVar[_RequestTrace | None] = contextvars.ContextVar(
+            f"failure_lab_generator_request_{id(self):x}", default=None
+        )
+        self.live = LiveStats()
+        """Totals over everything this engine sent."""
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._config.max_in_flight
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def start(self) -> None:
+        if self._sender is None:
+            self._sender = self._sender_factory(self._config)
+
+    async def aclose(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            await sender.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def send(
+        self,
+        options: PipelineOptions,
+        *,
+        intended: float | None = None,
+        job_id: str | None = None,
+        request: PlannedRequest | None = None,
+        live: LiveStats | None = None,
+    ) -> TrafficResult:
+        """Send one request (waiting for a free in-flight slot); never raises for its failure.
+
+        ``intended`` is a ``time.perf_counter()`` instant; a future one is waited for.
+        """
+        planned = request if request is not None else self._planner.next()
+        if intended is None:
+            intended = time.perf_counter()
+        else:
+            await _sleep_until(intended)
+        sink = _Sink(self._lives(live))
+        return await self._queued(_headers(options), planned, intended, job_id, sink)
+
+    async def burst(
+        self,
+        options: PipelineOptions,
+        count: int,
+        job_id: str | None = None,
+        *,
+        live: LiveStats | None = None,
+    ) -> list[TrafficResult]:
+        """``count`` requests all intended now, sent as in-flight slots free up, in order."""
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        intended = time.perf_counter()
+        headers = _headers(options)
+        sink = _Sink(self._lives(live))
+        planned = [self._planner.next() for _ in range(count)]
+        return list(
+            await asyncio.gather(
+                *(self._queued(headers, request, intended, job_id, sink) for request in planned)
+            )
+        )
+
+    async def run(
+        self,
+        options: PipelineOptions,
+        *,
+        rate: Rate,
+        duration: float,
+        job_id: str | None = None,
+        on_result: ResultCallback | None = None,
+        live: LiveStats | None = None,
+    ) -> RunStats:
+        """Open-model run for ``duration`` s at ``rate`` req/s (a constant or f(elapsed s)).
+
+        Cancelling it stops scheduling, lets requests in flight finish within the drain
+        timeout (cancelling the rest) and re-raises; ``live`` has the counts so far.
+        """
+        sender = self._require_sender()
+        plan = schedule(rate, duration)
+        run_live = live if live is not None else LiveStats()
+        samples = RunSamples(plan.planned)
+        sink = _Sink(self._lives(run_live), samples, on_result)
+        headers = _headers(options)
+        tasks: set[asyncio.Task[TrafficResult]] = set()
+        key = object()
+        start = time.perf_counter()
+        self._set_target(key, _rate_now(rate, 0.0))
+        try:
+            for offset in plan.offsets:
+                intended = start + offset
+                if intended > time.perf_counter():
+                    if callable(rate):
+                        self._set_target(key, _rate_now(rate, time.perf_counter() - start))
+                    await _sleep_until(intended)
+                if self._slots.locked():
+                    self._drop(run_live)
+                    continue
+                await self._slots.acquire()  # free slot: returns without suspending
+                task = asyncio.create_task(
+                    self._exchange(sender, headers, self._planner.next(), intended, job_id, sink)
+                )
+                tasks.add(task)
+                task.add_done_callback(self._finisher(tasks))
+            last_send = time.perf_counter()
+            self._set_target(key, 0.0)
+            if tasks:
+                await asyncio.wait(set(tasks))
+        except asyncio.CancelledError:
+            await self._drain(tasks)
+            raise
+        finally:
+            self._clear_target(key)
+        end = time.perf_counter()
+        window = max(duration, last_send - start)
+        return samples.summarise(
+            run_live, target=plan.planned, elapsed=end - start, send_window=window
+        )
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _lives(self, live: LiveStats | None) -> tuple[LiveStats, ...]:
+        return (self.live,) if live is None or live is self.live else (self.live, live)
+
+    def _require_sender(self) -> Sender:
+        if self._sender is None:
+            raise RuntimeError("TrafficEngine is not started; call start() or use 'async with'")
+        return self._sender
+
+    def _finisher(
+        self, tasks: set[asyncio.Task[TrafficResult]]
+    ) -> Callable[[asyncio.Task[TrafficResult]], None]:
+        def finished(task: asyncio.Task[TrafficResult]) -> None:
+            tasks.discard(task)
+            self._slots.release()
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("generated request failed unexpectedly", exc_info=task.exception())
+
+        return finished
+
+    async def _queued(
+        self,
+        headers: dict[str, str],
+        planned: PlannedRequest,
+        intended: float,
+        job_id: str | None,
+        sink: _Sink,
+    ) -> TrafficResult:
+        sender = self._require_sender()
+        async with self._slots:
+            return await self._exchange(sender, headers, planned, intended, job_id, sink)
+
+    def _drop(self, live: LiveStats) -> None:
+        self._metrics.dropped.inc()
+        self.live.record_dropped()
+        if live is not self.live:
+            live.record_dropped()
+
+    async def _drain(self, tasks: set[asyncio.Task[TrafficResult]]) -> None:
+        pending: Iterable[asyncio.Task[TrafficResult]] = set(tasks)
+        if not pending:
+            return
+        try:
+            _done, pending = await asyncio.wait(pending, timeout=self._drain_timeout_s)
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    def _set_target(self, key: object, rate: float) -> None:
+        self._targets[key] = rate
+        self._metrics.target_rps.set(sum(self._targets.values()))
+
+    def _clear_target(self, key: object) -> None:
+        self._targets.pop(key, None)
+        self._metrics.target_rps.set(sum(self._targets.values()))
+
+    def _on_span(self, span: Span) -> None:
+        trace = self._current.get()
+        if trace is None:
+            return
+        trace.trace_id = span.get_span_context().trace_id
+        if trace.job_id is not None:
+            span.set_attribute(JOB_ID_ATTRIBUTE, trace.job_id)
+        span.set_attribute(SEND_LAG_ATTRIBUTE, trace.send_lag_ms)
+
+    async def _exchange(
+        self,
+        sender: Sender,
+        headers: dict[str, str],
+        planned: PlannedRequest,
+        intended: float,
+        job_id: str | None,
+        sink: _Sink,
+    ) -> TrafficResult:
+        metrics = self._metrics
+        actual = time.perf_counter()
+        lag = max(0.0, actual - intended)
+        late = lag > self._late_threshold_s
+        metrics.sent.inc()
+        metrics.send_lag.observe(lag)
+        if late:
+            metrics.late_sends.inc()
+        for live in sink.lives:
+            live.record_sent(actual, late)
+        if sink.samples is not None:
+            sink.samples.add_send_lag(lag * 1000)
+        self._in_flight += 1
+        metrics.in_flight.inc()
+
+        trace = _RequestTrace(job_id, lag * 1000)
+        http_status: int | None = None
+        retries = 0
+        error: str | None = None
+        cancelled: asyncio.CancelledError | None = None
+        context_token = otel_context.attach(Context())
+        trace_token = self._current.set(trace)
+        try:
+            reply = await sender.request(planned, headers)
+            http_status, retries = reply.status, reply.retries
+        except TransportError as exc:
+            error = str(exc)
+        except asyncio.CancelledError as exc:
+            error, cancelled = "cancelled", exc
+        except Exception as exc:
+            error = error_text(exc, self._config.request_timeout_s)
+        finally:
+            ended = time.perf_counter()
+            self._current.reset(trace_token)
+            otel_context.detach(context_token)
+            self._in_flight -= 1
+            metrics.in_flight.dec()
+
+        trace_id = trace.trace_id or uuid.uuid4().int
+        success = http_status is not None and 200 <= http_status < 300
+        if http_status is not None and not success:
+            error = f"HTTP {http_status}"
+        result = TrafficResult.model_construct(
+            request_id=str(uuid.UUID(int=trace_id)),
+            status="success" if success else "failure",
+            latency_ms=(ended - intended) * 1000,
+            timestamp=_iso(intended),
+            http_status=http_status,
+            endpoint=planned.route,
+            method=planned.method,
+            retry_count=retries,
+            service_latency_ms=(ended - actual) * 1000,
+            send_lag_ms=lag * 1000,
+            error=error,
+        )
+        (metrics.succeeded if success else metrics.failed).inc()
+        metrics.observe_latency(ended - intended, ended - actual, trace_id)
+        for live in sink.lives:
+            live.record_result(result)
+        if sink.samples is not None:
+            sink.samples.add_result(result)
+        if sink.on_result is not None:
+            try:
+                sink.on_result(result)
+            except Exception:
+                logger.exception("on_result callback failed")
+        if cancelled is not None:
+            raise cancelled
+        return result
+
+
+def _headers(options: PipelineOptions) -> dict[str, str]:
+    return {HEADER: options.encode()}
+
+
+def _rate_now(rate: Rate, elapsed: float) -> float:
+    value = float(rate(elapsed)) if callable(rate) else float(rate)
+    return max(0.0, value)
+
+
+async def _sleep_until(deadline: float) -> None:
+    """Sleep until a ``perf_counter`` instant; timers may fire a little early, so re-check."""
+    delay = deadline - time.perf_counter()
+    while delay > 0:
+        await asyncio.sleep(delay)
+        delay = deadline - time.perf_counter()
+
+
+def _iso(instant: float) -> str:
+    """Wall-clock ISO 8601 (UTC, ms) of a ``perf_counter`` instant."""
+    wall = time.time() - (time.perf_counter() - instant)
+    stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")

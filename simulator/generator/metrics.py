@@ -1,0 +1,81 @@
+"""Prometheus metrics of the traffic generator, in the app's own registry.
+
+They answer "did the generator do what was asked?" before anyone reads the service's numbers:
+target rate, requests sent or dropped at the in-flight bound, send lag and late sends, and
+latency both from the intended send time (corrected for coordinated omission) and from the
+actual send (what a closed-loop client would report). Latency observations carry the request's
+trace id as an exemplar so a dashboard can jump from a slow bucket to its trace.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from simulator.telemetry.buckets import LATENCY_BUCKETS, geometric_buckets
+
+# Send lag lives far below request latency: 10 us .. 1 s, ratio 1.25 from 100 us.
+SEND_LAG_BUCKETS: Final[tuple[float, ...]] = (
+    0.00001,
+    0.000025,
+    0.00005,
+    *geometric_buckets(0.0001, 1.0, 1.25),
+)
+
+
+class GeneratorMetrics:
+    """The generator's instruments; label children are bound once and exist at 0 from start."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.target_rps = Gauge(
+            "failure_lab_generator_target_rps",
+            "Request rate the generator is asked to sustain (0 when idle).",
+            registry=registry,
+        )
+        requests = Counter(
+            "failure_lab_generator_requests",
+            "Requests due to be sent: sent, or dropped because the in-flight bound was reached.",
+            ["result"],
+            registry=registry,
+        )
+        self.sent = requests.labels(result="sent")
+        self.dropped = requests.labels(result="dropped")
+        responses = Counter(
+            "failure_lab_generator_responses",
+            "Finished requests by outcome (success = HTTP 2xx).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.succeeded = responses.labels(outcome="success")
+        self.failed = responses.labels(outcome="failure")
+        self.send_lag = Histogram(
+            "failure_lab_generator_send_lag_seconds",
+            "Actual minus intended send time.",
+            buckets=SEND_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.late_sends = Counter(
+            "failure_lab_generator_late_sends",
+            "Requests sent later than the late-send threshold after their intended time.",
+            registry=registry,
+        )
+        latency = Histogram(
+            "failure_lab_generator_latency_seconds",
+            "Request latency seen by the generator, from the intended or the actual send time.",
+            ["basis"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.latency_intended = latency.labels(basis="intended")
+        self.latency_actual = latency.labels(basis="actual")
+        self.in_flight = Gauge(
+            "failure_lab_generator_in_flight",
+            "Requests sent and not yet finished.",
+            registry=registry,
+        )
+
+    def observe_latency(self, intended_s: float, actual_s: float, trace_id: int) -> None:
+        exemplar = {"trace_id": f"{trace_id:032x}"}
+        self.latency_intended.observe(intended_s, exemplar=exemplar)
+        self.latency_actual.observe(actual_s, exemplar=exemplar)

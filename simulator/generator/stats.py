@@ -1,0 +1,147 @@
+"""Counters a status endpoint reads while traffic runs, and the exact summary of a run.
+
+``LiveStats`` is cheap to update on every request and answers "how is it going now": counts,
+the send rate over the last second and the mean latency. ``RunSamples`` keeps the run's own
+samples (bounded by its planned count) so ``RunStats`` quotes exact percentiles rather than
+bucket interpolations.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from simulator.models import TrafficResult
+
+RPS_WINDOW_S = 1.0
+
+
+@dataclass(slots=True)
+class LiveStats:
+    """Running counts of one generation (or of a whole engine)."""
+
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    dropped: int = 0
+    late_sends: int = 0
+    latency_sum_ms: float = 0.0
+    _recent_sends: deque[float] = field(default_factory=deque, repr=False)
+
+    def record_sent(self, now: float, late: bool) -> None:
+        self.sent += 1
+        if late:
+            self.late_sends += 1
+        self._recent_sends.append(now)
+        self._trim(now)
+
+    def record_dropped(self) -> None:
+        self.dropped += 1
+
+    def record_result(self, result: TrafficResult) -> None:
+        if result.status == "success":
+            self.succeeded += 1
+        else:
+            self.failed += 1
+        self.latency_sum_ms += result.latency_ms
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def avg_latency_ms(self) -> float | None:
+        """Mean latency from the intended send time, None before the first result."""
+        return self.latency_sum_ms / self.finished if self.finished else None
+
+    def current_rps(self, now: float | None = None) -> float:
+        """Requests sent during the last second."""
+        self._trim(time.perf_counter() if now is None else now)
+        return len(self._recent_sends) / RPS_WINDOW_S
+
+    def _trim(self, now: float) -> None:
+        horizon = now - RPS_WINDOW_S
+        recent = self._recent_sends
+        while recent and recent[0] <= horizon:
+            recent.popleft()
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """Summary of one open-model run; latencies in ms, percentiles exact over its samples."""
+
+    sent: int
+    dropped: int
+    succeeded: int
+    failed: int
+    late_sends: int
+    target: int
+    elapsed: float
+    achieved_rps: float
+    send_lag_p50_ms: float | None
+    send_lag_p99_ms: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    service_latency_p50_ms: float | None
+    service_latency_p95_ms: float | None
+    service_latency_p99_ms: float | None
+
+
+class RunSamples:
+    """Per-request samples of one run, never more than ``capacity`` of each."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self.send_lag_ms: list[float] = []
+        self.latency_ms: list[float] = []
+        self.service_latency_ms: list[float] = []
+
+    def add_send_lag(self, lag_ms: float) -> None:
+        if len(self.send_lag_ms) < self._capacity:
+            self.send_lag_ms.append(lag_ms)
+
+    def add_result(self, result: TrafficResult) -> None:
+        if len(self.latency_ms) < self._capacity:
+            self.latency_ms.append(result.latency_ms)
+            self.service_latency_ms.append(result.service_latency_ms)
+
+    def summarise(
+        self, live: LiveStats, *, target: int, elapsed: float, send_window: float
+    ) -> RunStats:
+        lag = sorted(self.send_lag_ms)
+        latency = sorted(self.latency_ms)
+        service = sorted(self.service_latency_ms)
+        return RunStats(
+            sent=live.sent,
+            dropped=live.dropped,
+            succeeded=live.succeeded,
+            failed=live.failed,
+            late_sends=live.late_sends,
+            target=target,
+            elapsed=elapsed,
+            achieved_rps=live.sent / send_window if send_window > 0 else 0.0,
+            send_lag_p50_ms=percentile(lag, 50),
+            send_lag_p99_ms=percentile(lag, 99),
+            latency_p50_ms=percentile(latency, 50),
+            latency_p95_ms=percentile(latency, 95),
+            latency_p99_ms=percentile(latency, 99),
+            service_latency_p50_ms=percentile(service, 50),
+            service_latency_p95_ms=percentile(service, 95),
+            service_latency_p99_ms=percentile(service, 99),
+        )
+
+
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    """The q-th percentile of sorted values, linear between closest ranks; None if empty."""
+    if not ordered:
+        return None
+    if not 0 <= q <= 100:
+        raise ValueError("q must be within 0..100")
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

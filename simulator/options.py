@@ -1,0 +1,97 @@
+"""Per-request pipeline options, carried from the traffic generator to the service.
+
+A ``RequestPayload`` configures the pipeline for the requests it generates. Those requests
+travel over real HTTP, so the options ride in one compact header that the service parses
+without touching JSON, for example
+``x-failure-lab-options: retries=1;rl=10;algo=token_bucket;cache=1;ttl=30;dbl=50``.
+A request without the header (curl, wrk) gets the defaults below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Final, get_args
+
+from simulator.models import RateLimitAlgorithm, RequestPayload
+
+HEADER: Final = "x-failure-lab-options"
+ALGORITHMS: Final[tuple[str, ...]] = get_args(RateLimitAlgorithm)
+
+
+class InvalidOptions(ValueError):
+    """The options header could not be parsed; the service answers 400."""
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    retries_enabled: bool = True
+    rate_limit: float = 0.0
+    algorithm: RateLimitAlgorithm = "token_bucket"
+    cache_enabled: bool = True
+    cache_ttl: float = 30.0
+    db_latency_ms: float = 0.0
+
+    @classmethod
+    def from_payload(cls, payload: RequestPayload) -> PipelineOptions:
+        return cls(
+            retries_enabled=payload.retries_enabled,
+            rate_limit=payload.rate_limiting,
+            algorithm=payload.rate_limiting_algo,
+            cache_enabled=payload.cache_enabled,
+            cache_ttl=payload.cache_ttl,
+            db_latency_ms=payload.db_latency,
+        )
+
+    def encode(self) -> str:
+        return (
+            f"retries={int(self.retries_enabled)};rl={self.rate_limit:g};algo={self.algorithm};"
+            f"cache={int(self.cache_enabled)};ttl={self.cache_ttl:g};dbl={self.db_latency_ms:g}"
+        )
+
+    @classmethod
+    def decode(cls, header: str | None) -> PipelineOptions:
+        """Parse the header; absent keys keep their defaults, anything malformed is refused."""
+        options = cls()
+        if not header:
+            return options
+        for item in header.split(";"):
+            key, sep, value = item.strip().partition("=")
+            if not sep:
+                raise InvalidOptions(f"{HEADER}: expected key=value, got {item!r}")
+            try:
+                options = _apply(options, key, value)
+            except ValueError as exc:
+                raise InvalidOptions(f"{HEADER}: {key}={value!r}: {exc}") from None
+        return options
+
+
+def _flag(value: str) -> bool:
+    if value not in ("0", "1"):
+        raise ValueError("expected 0 or 1")
+    return value == "1"
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError("expected a finite number >= 0")
+    return number
+
+
+def _apply(options: PipelineOptions, key: str, value: str) -> PipelineOptions:
+    match key:
+        case "retries":
+            return replace(options, retries_enabled=_flag(value))
+        case "rl":
+            return replace(options, rate_limit=_non_negative(value))
+        case "algo":
+            if value not in ALGORITHMS:
+                raise ValueError(f"expected one of {', '.join(ALGORITHMS)}")
+            return replace(options, algorithm=value)  # type: ignore[arg-type]
+        case "cache":
+            return replace(options, cache_enabled=_flag(value))
+        case "ttl":
+            return replace(options, cache_ttl=_non_negative(value))
+        case "dbl":
+            return replace(options, db_latency_ms=_non_negative(value))
+    raise ValueError("unknown key (known: retries, rl, algo, cache, ttl, dbl)")

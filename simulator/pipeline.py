@@ -1,0 +1,267 @@
+"""The simulated request path: rate limiter -> cache -> database with retries -> cache.
+
+One call of ``Pipeline.handle`` is one request of the simulated service. Stages that take
+time or can fail get a child span (``rate_limit``, ``cache.get``, each ``db.query``
+attempt, each ``retry`` wait, ``cache.set`` / ``cache.invalidate``); what happened is
+written as span events on the request's server span, which are cheaper than spans and are
+what the trace explorer lists. Metrics for every stage are recorded here too, so the
+route handlers only translate HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
+
+from simulator.backoff import Backoff
+from simulator.cache import Cache, CacheError
+from simulator.database import DatabaseError, DatabaseTimeout, Query, SimulatedDatabase
+from simulator.faults import FailureConfigStore
+from simulator.options import PipelineOptions
+from simulator.ratelimit import Decision, RateLimiter, RateLimiterUnavailable
+from simulator.telemetry.metrics import ServiceMetrics
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the service answers, and the labels its metrics and traces carry."""
+
+    status: int
+    body: bytes
+    outcome: str
+    retries: int = 0
+    cache: str = "off"
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def detail_json(message: str) -> bytes:
+    return _json({"detail": message})
+
+
+def cache_keys(query: Query) -> tuple[str | None, list[str]]:
+    """The key a read is cached under, and the keys a write invalidates."""
+    match query.kind:
+        case "get":
+            return f"user:{query.user_id}", []
+        case "list":
+            return "users:list", []
+        case "create":
+            return None, ["users:list"]
+        case "update":
+            return None, [f"user:{query.user_id}", "users:list"]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        limiter: RateLimiter,
+        cache: Cache,
+        config_store: FailureConfigStore,
+        database: SimulatedDatabase,
+        backoff: Backoff,
+        metrics: ServiceMetrics,
+        tracer: Tracer,
+        sleep: Sleep,
+    ) -> None:
+        self._limiter = limiter
+        self._cache = cache
+        self._config = config_store
+        self._db = database
+        self._backoff = backoff
+        self._metrics = metrics
+        self._tracer = tracer
+        self._sleep = sleep
+
+    async def admit(self, options: PipelineOptions, server_span: Span) -> Outcome | None:
+        """Apply the rate limit; an ``Outcome`` means the request was refused."""
+        if options.rate_limit <= 0:
+            return None
+        algorithm = options.algorithm
+        with self._tracer.start_as_current_span(
+            "rate_limit",
+            attributes={
+                "failure_lab.ratelimit.algorithm": algorithm,
+                "failure_lab.ratelimit.rate": options.rate_limit,
+            },
+        ) as span:
+            try:
+                decision = await self._limiter.acquire(algorithm, options.rate_limit)
+            except RateLimiterUnavailable as exc:
+                self._metrics.ratelimit_errors.inc()
+                span.set_attribute("failure_lab.ratelimit.decision", "error")
+                server_span.add_event("rate_limit.error", {"error": str(exc), "fail_open": True})
+                decision = Decision(allowed=True)
+            else:
+                span.set_attribute(
+                    "failure_lab.ratelimit.decision", "allowed" if decision.allowed else "limited"
+                )
+                self._metrics.ratelimit_decisions.labels(
+                    algorithm, "allowed" if decision.allowed else "limited"
+                ).inc()
+            if not decision.allowed:
+                server_span.add_event(
+                    "rate_limited", {"algorithm": algorithm, "rate": options.rate_limit}
+                )
+                return Outcome(
+                    429,
+                    detail_json(f"rate limited: {algorithm} at {options.rate_limit:g} req/s"),
+                    "rate_limited",
+                    extra_headers={"retry-after": "1"},
+                )
+            if decision.delay > 0:
+                span.set_attribute("failure_lab.ratelimit.delay_ms", decision.delay * 1000)
+                self._metrics.ratelimit_delay.labels(algorithm).inc(decision.delay)
+                await self._sleep(decision.delay)
+        return None
+
+    async def handle(self, query: Query, route: str, options: PipelineOptions) -> Outcome:
+        server_span = trace.get_current_span()
+        refused = await self.admit(options, server_span)
+        if refused is not None:
+            return refused
+        config = await self._config.current()
+        read_key, invalidate = cache_keys(query)
+        cache_state = "off"
+
+        if read_key is not None and options.cache_enabled:
+            cached, cache_state = await self._cache_get(
+                read_key, config.redis_timeout_seconds, server_span
+            )
+            if cached is not None:
+                return Outcome(200, cached, "success", cache=cache_state)
+
+        retries = 0
+        while True:
+            started = time.perf_counter()
+            with self._tracer.start_as_current_span(
+                "db.query",
+                attributes={
+                    "db.system": "failure-lab-simulated",
+                    "db.operation": query.kind,
+                    "failure_lab.attempt": retries + 1,
+                },
+            ) as span:
+                try:
+                    row = await self._db.execute(query, config, options.db_latency_ms)
+                except (DatabaseError, DatabaseTimeout) as exc:
+                    failure: DatabaseError | DatabaseTimeout | None = exc
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                else:
+                    failure = None
+            outcome = "ok" if failure is None else failure.kind
+            self._metrics.db_duration.labels(outcome).observe(time.perf_counter() - started)
+            if failure is None:
+                break
+            self._metrics.db_errors.labels(failure.kind).inc()
+            server_span.add_event(
+                f"db.{failure.kind}", {"attempt": retries + 1, "error": str(failure)}
+            )
+            if not options.retries_enabled or retries >= config.max_retries:
+                status = 504 if failure.kind == "timeout" else 503
+                tried = f" after {retries} retries" if options.retries_enabled else ""
+                return Outcome(
+                    status,
+                    detail_json(f"database {failure.kind}{tried}: {failure}"),
+                    f"db_{failure.kind}",
+                    retries=retries,
+                    cache=cache_state,
+                )
+            delay = self._backoff.delay(retries)
+            retries += 1
+            self._metrics.retries.labels(route, failure.kind).inc()
+            server_span.add_event(
+                "retry.attempt",
+                {"attempt": retries, "reason": failure.kind, "backoff_ms": round(delay * 1000, 3)},
+            )
+            with self._tracer.start_as_current_span(
+                "retry",
+                attributes={"failure_lab.attempt": retries, "failure_lab.backoff_ms": delay * 1000},
+            ):
+                await self._sleep(delay)
+
+        if row is None:
+            return Outcome(
+                404,
+                detail_json(f"user {query.user_id} not found"),
+                "not_found",
+                retries=retries,
+                cache=cache_state,
+            )
+        body = _json(row)
+        if read_key is not None and options.cache_enabled and cache_state != "error":
+            await self._cache_write(
+                "set",
+                [read_key],
+                body,
+                options.cache_ttl,
+                config.redis_timeout_seconds,
+                server_span,
+            )
+        if invalidate:
+            await self._cache_write(
+                "delete", invalidate, b"", 0.0, config.redis_timeout_seconds, server_span
+            )
+        status = 201 if query.kind == "create" else 200
+        return Outcome(status, body, "success", retries=retries, cache=cache_state)
+
+    async def _cache_get(
+        self, key: str, timeout: float, server_span: Span
+    ) -> tuple[bytes | None, str]:
+        started = time.perf_counter()
+        with self._tracer.start_as_current_span(
+            "cache.get", attributes={"failure_lab.cache.key": key}
+        ) as span:
+            try:
+                value = await self._cache.get(key, timeout)
+            except CacheError as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                value, result, attributes = None, "error", {"kind": exc.kind, "error": str(exc)}
+            else:
+                result = "miss" if value is None else "hit"
+                attributes = {"key": key}
+            span.set_attribute("failure_lab.cache.result", result)
+        self._metrics.cache_duration.labels("get").observe(time.perf_counter() - started)
+        self._metrics.cache_requests.labels("get", result).inc()
+        server_span.add_event(f"cache.{result}", attributes)
+        return value, result
+
+    async def _cache_write(
+        self,
+        operation: str,
+        keys: list[str],
+        value: bytes,
+        ttl: float,
+        timeout: float,
+        server_span: Span,
+    ) -> None:
+        started = time.perf_counter()
+        name = "cache.set" if operation == "set" else "cache.invalidate"
+        with self._tracer.start_as_current_span(name) as span:
+            try:
+                if operation == "set":
+                    await self._cache.set(keys[0], value, ttl, timeout)
+                else:
+                    await self._cache.delete(keys, timeout)
+            except CacheError as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                result = "error"
+                server_span.add_event(
+                    "cache.error", {"operation": operation, "kind": exc.kind, "error": str(exc)}
+                )
+            else:
+                result = "ok"
+        self._metrics.cache_duration.labels(operation).observe(time.perf_counter() - started)
+        self._metrics.cache_requests.labels(operation, result).inc()

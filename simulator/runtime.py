@@ -1,0 +1,142 @@
+"""Everything a running simulator owns, built in the app's lifespan and closed with it.
+
+Backends are chosen here, once, from settings (Redis when ``redis_url`` is set, in-process
+otherwise); handlers receive the finished objects and never branch on the backend.
+Closing order matters: stop generating traffic first, then the client, then flush spans,
+then drop the Redis connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from opentelemetry.sdk.trace import TracerProvider
+
+from simulator.backoff import Backoff
+from simulator.cache import Cache, MemoryCache, RedisCache
+from simulator.database import SimulatedDatabase
+from simulator.faults import FailureConfigStore, MemoryConfigStore, RedisConfigStore
+from simulator.generator.engine import TrafficEngine
+from simulator.generator.jobs import JobManager
+from simulator.generator.metrics import GeneratorMetrics
+from simulator.generator.planner import RequestPlanner
+from simulator.models import FailureConfig
+from simulator.pipeline import Pipeline
+from simulator.ratelimit import RateLimiter
+from simulator.ratelimit.memory import MemoryRateLimiter
+from simulator.ratelimit.redis import RedisRateLimiter
+from simulator.redis_client import redis_client
+from simulator.settings import Settings
+from simulator.telemetry.metrics import ServiceMetrics
+from simulator.telemetry.tracing import otlp_configured, otlp_processor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    metrics: ServiceMetrics
+    tracer_provider: TracerProvider
+    rng: random.Random
+    config_store: FailureConfigStore
+    pipeline: Pipeline
+    engine: TrafficEngine
+    jobs: JobManager
+    redis: aioredis.Redis | None = None
+    closers: list[Cache | RateLimiter] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        tracer_provider: TracerProvider,
+        generator_metrics: GeneratorMetrics,
+        base_url: str,
+    ) -> Runtime:
+        rng = random.Random()
+        if settings.telemetry_enabled and otlp_configured():
+            tracer_provider.add_span_processor(otlp_processor(settings, metrics.spans_dropped))
+            metrics.spans_queue_capacity.set(settings.span_queue_size)
+
+        def on_config(config: FailureConfig) -> None:
+            metrics.show_config(config)
+            metrics.config_changes.inc()
+            metrics.config_last_change.set_to_current_time()
+
+        client: aioredis.Redis | None = None
+        limiter: RateLimiter
+        cache: Cache
+        store: FailureConfigStore
+        if settings.redis_url:
+            client = redis_client(settings.redis_url)
+            if settings.telemetry_enabled:
+                from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+                RedisInstrumentor.instrument_client(client, tracer_provider=tracer_provider)
+            limiter = RedisRateLimiter(client)
+            cache = RedisCache(client)
+            store = RedisConfigStore(client, on_change=on_config)
+            log.info("redis backends on %s", settings.redis_url)
+        else:
+            limiter = MemoryRateLimiter()
+            cache = MemoryCache(settings.memory_cache_max_entries)
+            store = MemoryConfigStore(on_change=on_config)
+        metrics.show_config(await store.current())
+
+        tracer = tracer_provider.get_tracer("failure_lab.simulator")
+        pipeline = Pipeline(
+            limiter=limiter,
+            cache=cache,
+            config_store=store,
+            database=SimulatedDatabase(settings.simulated_users, rng),
+            backoff=Backoff(settings.retry_base_ms / 1000, settings.retry_cap_ms / 1000, rng),
+            metrics=metrics,
+            tracer=tracer,
+            sleep=asyncio.sleep,
+        )
+        engine = TrafficEngine(
+            base_url=settings.target_url or base_url,
+            tracer_provider=tracer_provider,
+            metrics=generator_metrics,
+            planner=RequestPlanner(settings.simulated_users, rng),
+            max_in_flight=settings.max_in_flight,
+            late_threshold_s=settings.late_send_threshold_ms / 1000,
+        )
+        await engine.start()
+        jobs = JobManager(
+            engine,
+            max_active_jobs=settings.max_active_jobs,
+            finished_jobs_kept=settings.finished_jobs_kept,
+        )
+        return cls(
+            settings,
+            metrics,
+            tracer_provider,
+            rng,
+            store,
+            pipeline,
+            engine,
+            jobs,
+            client,
+            [limiter, cache],
+        )
+
+    async def aclose(self) -> None:
+        await self.jobs.aclose()
+        await self.engine.aclose()
+        for closer in self.closers:
+            await closer.aclose()
+        flushed = self.tracer_provider.force_flush(int(self.settings.shutdown_grace_seconds * 1000))
+        if not flushed:
+            log.warning("spans not flushed within %ss", self.settings.shutdown_grace_seconds)
+        self.tracer_provider.shutdown()
+        if self.redis is not None:
+            await self.redis.aclose()

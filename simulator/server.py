@@ -1,0 +1,42 @@
+"""Running an app under uvicorn with a shutdown that loses nothing.
+
+On SIGINT/SIGTERM the traffic generator must stop before the server does: otherwise the
+requests it is still sending to this very server would fail against a closed socket and
+be counted as failures. So jobs are cancelled first, then uvicorn drains connections,
+then the lifespan flushes spans and closes backends.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+
+class Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        runtime: Any = getattr(self._app.state, "runtime", None)
+        if runtime is not None:
+            await runtime.jobs.aclose()
+        await super().shutdown(sockets)
+
+
+def server_for(app: FastAPI, host: str, port: int, grace: float, log_level: str = "info") -> Server:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=max(1, int(grace)),
+    )
+    return Server(config, app)

@@ -1,0 +1,66 @@
+"""Settings for every failure-lab process, read once at start-up.
+
+One validated object, built from flags and ``FAILURE_LAB_*`` variables, is handed to
+``create_app``; nothing reads the environment later. Standard ``OTEL_*`` variables are
+left to the OpenTelemetry SDK, which reads them itself.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a simulator or embedded server needs to start."""
+
+    model_config = SettingsConfigDict(env_prefix="FAILURE_LAB_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    redis_url: str | None = Field(
+        default=None, description="Turns Redis on: shared rate limits, cache and failure config."
+    )
+    service_name: str = Field(default="failure-lab-simulator")
+    target_url: str | None = Field(
+        default=None,
+        description="Base URL the traffic generator sends to; default: this server itself.",
+    )
+
+    # Server-side caps on traffic generation (422 names the cap and this setting).
+    max_burst_count: int = Field(default=1000, ge=1)
+    max_rps: float = Field(default=2000.0, gt=0)
+    max_duration_seconds: float = Field(default=600.0, gt=0)
+    max_in_flight: int = Field(default=256, ge=1, description="Bound on in-flight requests.")
+    late_send_threshold_ms: float = Field(default=5.0, gt=0)
+    max_active_jobs: int = Field(default=4, ge=1)
+    finished_jobs_kept: int = Field(default=100, ge=1)
+
+    # Bounds on the failure config.
+    max_retries_cap: int = Field(default=10, ge=0)
+
+    # Retry backoff: full jitter over base * 2**attempt, capped.
+    retry_base_ms: float = Field(default=20.0, gt=0)
+    retry_cap_ms: float = Field(default=1000.0, gt=0)
+
+    # In-process cache bound (the Redis cache is bounded by Redis itself).
+    memory_cache_max_entries: int = Field(default=10_000, ge=1)
+    # Users in the simulated table; reads pick ids in 1..users so caches warm up.
+    simulated_users: int = Field(default=100, ge=1)
+
+    # Telemetry.
+    telemetry_enabled: bool = True
+    span_queue_size: int = Field(default=8192, ge=1)
+    span_batch_size: int = Field(default=512, ge=1)
+    span_schedule_delay_ms: int = Field(default=1000, ge=1)
+    shutdown_grace_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.span_batch_size > self.span_queue_size:
+            raise ValueError("span_batch_size must not exceed span_queue_size")
+        if self.retry_base_ms > self.retry_cap_ms:
+            raise ValueError("retry_base_ms must not exceed retry_cap_ms")
+        return self

@@ -1,0 +1,136 @@
+"""The simulated service's Prometheus metrics, registered in a registry the app owns.
+
+Names follow ``failure_lab_<subsystem>_<name>_<unit>``; labels are bounded (route
+templates, fixed enums), never raw paths or ids. Latency histograms use the fine
+geometric buckets of ``buckets.py`` and carry ``trace_id`` exemplars, which Prometheus
+stores when it scrapes in OpenMetrics format with exemplar storage on.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from simulator.models import FailureConfig
+from simulator.telemetry.buckets import LATENCY_BUCKETS
+
+OUTCOMES = (
+    "success",
+    "not_found",
+    "rate_limited",
+    "db_error",
+    "db_timeout",
+    "injected_error",
+    "bad_request",
+)
+
+
+class ServiceMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        ProcessCollector(registry=registry)
+        GCCollector(registry=registry)
+        PlatformCollector(registry=registry)
+
+        self.requests = Counter(
+            "failure_lab_http_requests",
+            "Requests answered by the simulated service.",
+            ["endpoint", "method", "status", "outcome"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "failure_lab_http_request_duration_seconds",
+            "Time the simulated service spent on a request, rate limiting to response.",
+            ["endpoint", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.retries = Counter(
+            "failure_lab_retries",
+            "Database retries made by the service, by the reason of the failed attempt.",
+            ["endpoint", "reason"],
+            registry=registry,
+        )
+        self.ratelimit_decisions = Counter(
+            "failure_lab_ratelimit_decisions",
+            "Rate limiter decisions by algorithm.",
+            ["algorithm", "decision"],
+            registry=registry,
+        )
+        self.ratelimit_delay = Counter(
+            "failure_lab_ratelimit_delay_seconds",
+            "Seconds admitted requests waited for their slot (leaky bucket shaping).",
+            ["algorithm"],
+            registry=registry,
+        )
+        self.ratelimit_errors = Counter(
+            "failure_lab_ratelimit_errors",
+            "Limiter backend failures; the request was admitted (fail open).",
+            registry=registry,
+        )
+        self.cache_requests = Counter(
+            "failure_lab_cache_requests",
+            "Cache operations by result (get: hit/miss/error; set, delete: ok/error).",
+            ["operation", "result"],
+            registry=registry,
+        )
+        self.cache_duration = Histogram(
+            "failure_lab_cache_operation_duration_seconds",
+            "Time spent on cache operations, errors and timeouts included.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.db_duration = Histogram(
+            "failure_lab_db_query_duration_seconds",
+            "Simulated database query time per attempt, by outcome.",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.db_errors = Counter(
+            "failure_lab_db_errors",
+            "Failed database attempts by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.config_changes = Counter(
+            "failure_lab_failure_config_changes",
+            "Failure config changes seen by this process.",
+            registry=registry,
+        )
+        self.config_last_change = Gauge(
+            "failure_lab_failure_config_last_change_timestamp_seconds",
+            "Unix time of the last failure config change seen by this process.",
+            registry=registry,
+        )
+        self.config = Gauge(
+            "failure_lab_failure_config",
+            "The failure config this process applies, one series per field (booleans 0/1, "
+            "latencies in ms, timeouts in seconds as in the config).",
+            ["field"],
+            registry=registry,
+        )
+        self.spans_dropped = Counter(
+            "failure_lab_tracing_spans_dropped",
+            "Finished spans dropped because the export queue was full.",
+            registry=registry,
+        )
+        self.spans_queue_capacity = Gauge(
+            "failure_lab_tracing_span_queue_capacity",
+            "Capacity of the span export queue.",
+            registry=registry,
+        )
+        for kind in ("error", "timeout"):
+            self.db_errors.labels(kind)
+        for result in ("hit", "miss", "error"):
+            self.cache_requests.labels("get", result)
+        for operation in ("set", "delete"):
+            for result in ("ok", "error"):
+                self.cache_requests.labels(operation, result)
+
+    def show_config(self, config: FailureConfig) -> None:
+        for field, value in config.model_dump().items():
+            self.config.labels(field).set(float(value))

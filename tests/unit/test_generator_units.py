@@ -1,0 +1,154 @@
+"""Pure parts of the traffic generator: request plan, arrival schedule, statistics, metrics."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from simulator.generator.arrivals import schedule
+from simulator.generator.metrics import GeneratorMetrics
+from simulator.generator.planner import (
+    CREATE_USER,
+    ENDPOINTS,
+    ERROR,
+    GET_USER,
+    LIST_USERS,
+    UPDATE_USER,
+    RequestPlanner,
+)
+from simulator.generator.stats import LiveStats, percentile
+
+
+def test_default_rotation_is_read_heavy_cycle_of_ten() -> None:
+    planner = RequestPlanner(users=5, rng=random.Random(1))
+    requests = [planner.next() for _ in range(30)]
+    counts = Counter(request.endpoint for request in requests)
+    assert counts == {GET_USER: 18, LIST_USERS: 6, CREATE_USER: 3, UPDATE_USER: 3}
+    assert [r.endpoint for r in requests[:10]] == [r.endpoint for r in requests[10:20]]
+
+
+def test_planned_requests_are_concrete_and_realistic() -> None:
+    planner = RequestPlanner(users=3, rng=random.Random(7))
+    requests = [planner.next() for _ in range(200)]
+    for request in requests:
+        if request.endpoint == GET_USER:
+            assert request.route == "/api/v1/users/{id}"
+            assert request.method == "GET"
+            assert 1 <= int(request.path.rsplit("/", 1)[1]) <= 3
+            assert request.json is None
+        elif request.endpoint == CREATE_USER:
+            assert request.path == "/api/v1/users"
+            assert request.json is not None
+            assert set(request.json) == {"name", "email"}
+            assert " " in request.json["name"]
+            assert "@" in request.json["email"]
+        elif request.endpoint == UPDATE_USER:
+            assert request.method == "PATCH"
+            assert request.json
+            assert set(request.json) <= {"name", "email"}
+        else:
+            assert request.path == "/api/v1/users"
+            assert request.json is None
+    ids = {r.path for r in requests if r.endpoint == GET_USER}
+    assert ids == {"/api/v1/users/1", "/api/v1/users/2", "/api/v1/users/3"}
+
+
+def test_same_seed_same_plan() -> None:
+    a = RequestPlanner(10, random.Random(3))
+    b = RequestPlanner(10, random.Random(3))
+    assert [a.next() for _ in range(50)] == [b.next() for _ in range(50)]
+
+
+def test_endpoint_subset_and_error_endpoint() -> None:
+    only_get = RequestPlanner(10, random.Random(0), [GET_USER])
+    assert {only_get.next().endpoint for _ in range(20)} == {GET_USER}
+
+    mixed = RequestPlanner(10, random.Random(0), [LIST_USERS, ERROR], error_rate=0.25)
+    assert mixed.cycle == (LIST_USERS, LIST_USERS, ERROR)
+    error = next(r for r in (mixed.next() for _ in range(3)) if r.endpoint == ERROR)
+    assert error.route == "/api/v1/users/error"
+    assert error.path == "/api/v1/users/error?errorRate=0.25"
+
+
+def test_unknown_endpoint_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown endpoint") as info:
+        RequestPlanner(10, random.Random(0), ["GET /nope"])
+    for known in ENDPOINTS:
+        assert known in str(info.value)
+    with pytest.raises(ValueError, match="must not be empty"):
+        RequestPlanner(10, random.Random(0), [])
+    with pytest.raises(ValueError, match="error_rate"):
+        RequestPlanner(10, random.Random(0), error_rate=1.5)
+
+
+def test_constant_schedule_is_computed_from_the_start() -> None:
+    plan = schedule(50.0, 1.0)
+    offsets = list(plan.offsets)
+    assert plan.planned == 50 == len(offsets)
+    assert offsets == [i / 50.0 for i in range(50)]
+    assert schedule(3.0, 0.1).planned == 1
+    assert schedule(1000.0, 0.25).planned == 250
+
+
+def test_constant_function_matches_constant_rate() -> None:
+    plan = schedule(lambda _t: 50.0, 1.0)
+    offsets = list(plan.offsets)
+    assert plan.planned == 50 == len(offsets)
+    for got, expected in zip(offsets, (i / 50.0 for i in range(50)), strict=True):
+        assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_ramp_arrivals_follow_the_integral() -> None:
+    # rate(t) = 100 t: integral 50 t^2, so the k-th arrival is at sqrt(k / 50); none at 0.
+    plan = schedule(lambda t: 100.0 * t, 1.0)
+    offsets = list(plan.offsets)
+    assert plan.planned == 49 == len(offsets)
+    for k, got in enumerate(offsets, start=1):
+        assert got == pytest.approx(math.sqrt(k / 50), abs=1e-9)
+
+
+def test_schedule_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        schedule(0.0, 1.0)
+    with pytest.raises(ValueError, match="duration"):
+        schedule(10.0, 0.0)
+
+
+def test_percentile_is_exact_on_samples() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert percentile(values, 100) == 100.0
+    assert percentile([], 50) is None
+    assert percentile([4.0], 95) == 4.0
+
+
+def test_live_stats_rate_over_last_second() -> None:
+    live = LiveStats()
+    for i in range(10):
+        live.record_sent(100.0 + i * 0.2, late=i == 3)
+    assert live.sent == 10
+    assert live.late_sends == 1
+    # sends at 101.0 .. 101.8 are within (100.8, 101.8]
+    assert live.current_rps(now=101.8) == 5.0
+    assert live.avg_latency_ms is None
+
+
+def test_metrics_series_exist_at_zero() -> None:
+    registry = CollectorRegistry()
+    GeneratorMetrics(registry)
+    value = registry.get_sample_value
+    assert value("failure_lab_generator_target_rps") == 0.0
+    assert value("failure_lab_generator_in_flight") == 0.0
+    assert value("failure_lab_generator_requests_total", {"result": "sent"}) == 0.0
+    assert value("failure_lab_generator_requests_total", {"result": "dropped"}) == 0.0
+    assert value("failure_lab_generator_responses_total", {"outcome": "success"}) == 0.0
+    assert value("failure_lab_generator_responses_total", {"outcome": "failure"}) == 0.0
+    assert value("failure_lab_generator_late_sends_total") == 0.0
+    assert value("failure_lab_generator_send_lag_seconds_count") == 0.0
+    for basis in ("intended", "actual"):
+        assert value("failure_lab_generator_latency_seconds_count", {"basis": basis}) == 0.0
