@@ -13,6 +13,7 @@ under the same scheduler follows for comparison. All traffic goes to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import shutil
@@ -273,13 +274,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each step")
     parser.add_argument("--rates", type=parse_rates, default=[100.0, 500.0, 1000.0])
     parser.add_argument(
-        "--ceiling-rates", type=parse_rates, default=[2000.0, 3000.0, 5000.0, 7000.0, 10000.0]
+        "--ceiling-rates",
+        type=parse_rates,
+        default=[2000.0, 3000.0, 4000.0, 5000.0, 7000.0, 10000.0],
     )
     parser.add_argument("--repeat", type=int, default=1, help="repeats per step (median kept)")
     parser.add_argument(
         "--senders", default="aiohttp,httpx", help="comma-separated: aiohttp, httpx"
     )
     parser.add_argument("--quick", action="store_true", help="2 s steps, short ceiling climb")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() after start-up, so full collections skip long-lived objects",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -295,10 +303,16 @@ async def main(args: argparse.Namespace) -> None:
         raise SystemExit(f"unknown sender(s) {unknown}; known: {', '.join(SENDERS)}")
     port = free_port()
     server = start_server(port)
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()
     url = f"http://127.0.0.1:{port}"
     results: dict[str, tuple[list[Step], list[Step], float | None]] = {}
     try:
-        print(f"bare endpoint {url}, {args.seconds:g} s per step, repeat {args.repeat}")
+        print(
+            f"bare endpoint {url}, {args.seconds:g} s per step, repeat {args.repeat}, "
+            f"gc.freeze {'on' if args.gc_freeze else 'off'}"
+        )
         print(HEADER)
         for name in senders:
             results[name] = await bench_sender(

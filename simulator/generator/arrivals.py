@@ -11,7 +11,9 @@ whose corners fall on the grid.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -19,6 +21,7 @@ from typing import Final
 Rate = float | Callable[[float], float]
 
 STEP_S: Final = 0.01
+MIN_SLEEP_S: Final = 0.001
 _EPSILON: Final = 1e-9
 
 
@@ -89,3 +92,16 @@ def _crossing(needed: float, r_a: float, slope: float, length: float) -> float:
     if denominator <= 0:
         return length
     return min(length, max(0.0, 2 * needed / denominator))
+
+
+async def sleep_until(deadline: float) -> None:
+    """Sleep until a ``perf_counter`` instant, never returning before it.
+
+    Event-loop timers have millisecond granularity (uvloop rounds delays to the nearest ms
+    and measures from the iteration's cached time), so a timer can fire early; re-sleeping
+    for the sub-millisecond rest would spin, so the last sleep is at least one tick.
+    """
+    delay = deadline - time.perf_counter()
+    while delay > 0:
+        await asyncio.sleep(max(delay, MIN_SLEEP_S))
+        delay = deadline - time.perf_counter()

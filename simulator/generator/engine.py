@@ -18,10 +18,7 @@ import asyncio
 import contextvars
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -30,9 +27,16 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span
 
-from simulator.generator.arrivals import Rate, schedule
+from simulator.generator.arrivals import Rate, schedule, sleep_until
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest, RequestPlanner
+from simulator.generator.recording import (
+    Outcome,
+    Recorder,
+    RequestTrace,
+    ResultCallback,
+    Sink,
+)
 from simulator.generator.senders import (
     Sender,
     SenderConfig,
@@ -51,26 +55,6 @@ logger = logging.getLogger(__name__)
 
 JOB_ID_ATTRIBUTE = "failure_lab.generator.job_id"
 SEND_LAG_ATTRIBUTE = "failure_lab.generator.send_lag_ms"
-
-ResultCallback = Callable[[TrafficResult], None]
-
-
-@dataclass(slots=True)
-class _RequestTrace:
-    """Per-request holder the span hook fills in."""
-
-    job_id: str | None
-    send_lag_ms: float
-    trace_id: int = 0
-
-
-@dataclass(slots=True)
-class _Sink:
-    """Where one request's accounting goes besides the engine's own."""
-
-    lives: tuple[LiveStats, ...]
-    samples: RunSamples | None = None
-    on_result: ResultCallback | None = None
 
 
 class TrafficEngine:
@@ -91,7 +75,7 @@ class TrafficEngine:
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
-        if not late_threshold_s > 0 or not request_timeout_s > 0 or drain_timeout_s < 0:
+        if not (late_threshold_s > 0 and request_timeout_s > 0 and drain_timeout_s >= 0):
             raise ValueError("late_threshold_s and request_timeout_s must be > 0")
         self._config = SenderConfig(
             base_url=base_url,
@@ -102,14 +86,14 @@ class TrafficEngine:
         )
         self._metrics = metrics
         self._planner = planner
-        self._late_threshold_s = late_threshold_s
+        self._recorder = Recorder(metrics, late_threshold_s)
         self._drain_timeout_s = drain_timeout_s
         self._sender_factory = sender_factory
         self._sender: Sender | None = None
         self._slots = asyncio.Semaphore(max_in_flight)
         self._in_flight = 0
         self._targets: dict[object, float] = {}
-        self._current: contextvars.ContextVar[_RequestTrace | None] = contextvars.ContextVar(
+        self._current: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar(
             f"failure_lab_generator_request_{id(self):x}", default=None
         )
         self.live = LiveStats()
@@ -161,8 +145,8 @@ class TrafficEngine:
         if intended is None:
             intended = time.perf_counter()
         else:
-            await _sleep_until(intended)
-        sink = _Sink(self._lives(live))
+            await sleep_until(intended)
+        sink = Sink(self._lives(live))
         return await self._queued(_headers(options), planned, intended, job_id, sink)
 
     async def burst(
@@ -178,7 +162,7 @@ class TrafficEngine:
             raise ValueError("count must be >= 1")
         intended = time.perf_counter()
         headers = _headers(options)
-        sink = _Sink(self._lives(live))
+        sink = Sink(self._lives(live))
         planned = [self._planner.next() for _ in range(count)]
         return list(
             await asyncio.gather(
@@ -205,7 +189,7 @@ class TrafficEngine:
         plan = schedule(rate, duration)
         run_live = live if live is not None else LiveStats()
         samples = RunSamples(plan.planned)
-        sink = _Sink(self._lives(run_live), samples, on_result)
+        sink = Sink(self._lives(run_live), samples, on_result)
         headers = _headers(options)
         tasks: set[asyncio.Task[TrafficResult]] = set()
         key = object()
@@ -217,9 +201,9 @@ class TrafficEngine:
                 if intended > time.perf_counter():
                     if callable(rate):
                         self._set_target(key, _rate_now(rate, time.perf_counter() - start))
-                    await _sleep_until(intended)
+                    await sleep_until(intended)
                 if self._slots.locked():
-                    self._drop(run_live)
+                    self._recorder.dropped(sink.lives)
                     continue
                 await self._slots.acquire()  # free slot: returns without suspending
                 task = asyncio.create_task(
@@ -269,17 +253,11 @@ class TrafficEngine:
         planned: PlannedRequest,
         intended: float,
         job_id: str | None,
-        sink: _Sink,
+        sink: Sink,
     ) -> TrafficResult:
         sender = self._require_sender()
         async with self._slots:
             return await self._exchange(sender, headers, planned, intended, job_id, sink)
-
-    def _drop(self, live: LiveStats) -> None:
-        self._metrics.dropped.inc()
-        self.live.record_dropped()
-        if live is not self.live:
-            live.record_dropped()
 
     async def _drain(self, tasks: set[asyncio.Task[TrafficResult]]) -> None:
         pending: Iterable[asyncio.Task[TrafficResult]] = set(tasks)
@@ -317,74 +295,34 @@ class TrafficEngine:
         planned: PlannedRequest,
         intended: float,
         job_id: str | None,
-        sink: _Sink,
+        sink: Sink,
     ) -> TrafficResult:
-        metrics = self._metrics
         actual = time.perf_counter()
-        lag = max(0.0, actual - intended)
-        late = lag > self._late_threshold_s
-        metrics.sent.inc()
-        metrics.send_lag.observe(lag)
-        if late:
-            metrics.late_sends.inc()
-        for live in sink.lives:
-            live.record_sent(actual, late)
-        if sink.samples is not None:
-            sink.samples.add_send_lag(lag * 1000)
+        lag = self._recorder.sent(sink, intended, actual)
         self._in_flight += 1
-        metrics.in_flight.inc()
-
-        trace = _RequestTrace(job_id, lag * 1000)
-        http_status: int | None = None
-        retries = 0
-        error: str | None = None
+        self._metrics.in_flight.inc()
+        trace = RequestTrace(job_id, lag * 1000)
         cancelled: asyncio.CancelledError | None = None
         context_token = otel_context.attach(Context())
         trace_token = self._current.set(trace)
         try:
             reply = await sender.request(planned, headers)
-            http_status, retries = reply.status, reply.retries
+            outcome = Outcome(reply.status, reply.retries, None)
         except TransportError as exc:
-            error = str(exc)
+            outcome = Outcome(None, 0, str(exc))
         except asyncio.CancelledError as exc:
-            error, cancelled = "cancelled", exc
+            outcome, cancelled = Outcome(None, 0, "cancelled"), exc
         except Exception as exc:
-            error = error_text(exc, self._config.request_timeout_s)
+            outcome = Outcome(None, 0, error_text(exc, self._config.request_timeout_s))
         finally:
             ended = time.perf_counter()
             self._current.reset(trace_token)
             otel_context.detach(context_token)
             self._in_flight -= 1
-            metrics.in_flight.dec()
-
-        trace_id = trace.trace_id or uuid.uuid4().int
-        success = http_status is not None and 200 <= http_status < 300
-        if http_status is not None and not success:
-            error = f"HTTP {http_status}"
-        result = TrafficResult.model_construct(
-            request_id=str(uuid.UUID(int=trace_id)),
-            status="success" if success else "failure",
-            latency_ms=(ended - intended) * 1000,
-            timestamp=_iso(intended),
-            http_status=http_status,
-            endpoint=planned.route,
-            method=planned.method,
-            retry_count=retries,
-            service_latency_ms=(ended - actual) * 1000,
-            send_lag_ms=lag * 1000,
-            error=error,
+            self._metrics.in_flight.dec()
+        result = self._recorder.finished(
+            sink, planned, trace, outcome, intended=intended, actual=actual, ended=ended
         )
-        (metrics.succeeded if success else metrics.failed).inc()
-        metrics.observe_latency(ended - intended, ended - actual, trace_id)
-        for live in sink.lives:
-            live.record_result(result)
-        if sink.samples is not None:
-            sink.samples.add_result(result)
-        if sink.on_result is not None:
-            try:
-                sink.on_result(result)
-            except Exception:
-                logger.exception("on_result callback failed")
         if cancelled is not None:
             raise cancelled
         return result
@@ -397,18 +335,3 @@ def _headers(options: PipelineOptions) -> dict[str, str]:
 def _rate_now(rate: Rate, elapsed: float) -> float:
     value = float(rate(elapsed)) if callable(rate) else float(rate)
     return max(0.0, value)
-
-
-async def _sleep_until(deadline: float) -> None:
-    """Sleep until a ``perf_counter`` instant; timers may fire a little early, so re-check."""
-    delay = deadline - time.perf_counter()
-    while delay > 0:
-        await asyncio.sleep(delay)
-        delay = deadline - time.perf_counter()
-
-
-def _iso(instant: float) -> str:
-    """Wall-clock ISO 8601 (UTC, ms) of a ``perf_counter`` instant."""
-    wall = time.time() - (time.perf_counter() - instant)
-    stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")

@@ -9,6 +9,7 @@ anything is running and how many requests the running (or most recent) generatio
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -56,9 +57,9 @@ class _Generation:
         return (self.ended if self.ended is not None else time.perf_counter()) - self.started
 
     def achieved_rps(self) -> float:
-        elapsed = self.elapsed()
-        if self.mode == "sustained" and self.result is not None:
+        if self.result is not None:
             return self.result.achieved_rps
+        elapsed = self.elapsed()
         return self.live.sent / elapsed if elapsed > 0 else 0.0
 
 
@@ -128,6 +129,8 @@ class JobManager:
 
     def start_sustained(self, options: PipelineOptions, rps: float, duration: float) -> Job:
         """Start a sustained job in the background; raises ``TooManyJobs`` at the limit."""
+        if not (rps > 0 and math.isfinite(rps) and duration > 0 and math.isfinite(duration)):
+            raise ValueError("rps and duration must be finite numbers > 0")
         if len(self._running) >= self._max_active:
             raise TooManyJobs(self._max_active)
         job_id = str(uuid.uuid4())
@@ -194,7 +197,7 @@ class JobManager:
             dropped=live.dropped,
             late_sends=live.late_sends,
             target_rps=generation.target_rps,
-            achieved_rps=generation.achieved_rps(),
+            achieved_rps=None if generation.mode == "single" else generation.achieved_rps(),
         )
 
     async def aclose(self) -> None:

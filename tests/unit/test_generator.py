@@ -182,6 +182,7 @@ def _client_spans(exporter: InMemorySpanExporter) -> list[Any]:
 
 
 async def test_request_id_is_the_root_client_span_trace_id(lab: Lab) -> None:
+    global_provider = trace.get_tracer_provider()
     async with lab.make() as engine:
         outer = lab.provider.get_tracer("test").start_as_current_span("caller's span")
         with outer as caller:
@@ -209,8 +210,8 @@ async def test_request_id_is_the_root_client_span_trace_id(lab: Lab) -> None:
     assert result.error is None
     assert result.timestamp.endswith("Z")
     assert result.latency_ms >= result.service_latency_ms > 0
-    # No global tracer provider was installed on the way.
-    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    # The engine traced with the provider it was given and installed no global one.
+    assert trace.get_tracer_provider() is global_provider
 
 
 async def test_each_request_is_its_own_trace_and_bodies_arrive(lab: Lab) -> None:
@@ -318,6 +319,21 @@ async def test_target_gauge_is_set_while_running(lab: Lab) -> None:
         await asyncio.sleep(0.1)
         assert lab.sample("failure_lab_generator_target_rps") == 40
         await run
+    assert lab.sample("failure_lab_generator_target_rps") == 0
+
+
+async def test_ramp_follows_the_rate_function(lab: Lab) -> None:
+    # rate(t) = 100 t over 0.5 s: the integral reaches 12.5, so 12 requests (none at t = 0).
+    async with lab.make() as engine:
+        run = asyncio.create_task(engine.run(OPTIONS, rate=lambda t: 100.0 * t, duration=0.5))
+        await asyncio.sleep(0.3)
+        ramping = lab.sample("failure_lab_generator_target_rps")
+        stats = await run
+    assert ramping is not None
+    assert 5.0 <= ramping <= 50.0
+    assert (stats.target, stats.sent, stats.dropped) == (12, 12, 0)
+    sent_at = [r.at for r in lab.api.received]
+    assert sent_at == sorted(sent_at)
     assert lab.sample("failure_lab_generator_target_rps") == 0
 
 
@@ -453,6 +469,7 @@ async def test_status_follows_single_and_burst_generations(lab: Lab) -> None:
         status = jobs.status()
         assert (status.active, status.count, status.mode) == (False, 1, "single")
         assert (status.succeeded, status.failed) == (1, 0)
+        assert (status.job_id, status.target_rps, status.achieved_rps) == (None, None, None)
         assert result.status == "success"
 
         burst = asyncio.create_task(jobs.burst(OPTIONS, 8))
@@ -526,9 +543,14 @@ async def test_active_jobs_are_bounded(lab: Lab) -> None:
         await jobs.aclose()
 
 
-async def test_unknown_job_is_not_found(lab: Lab) -> None:
+async def test_unknown_job_is_not_found_and_bad_jobs_are_refused(lab: Lab) -> None:
     async with lab.make() as engine:
         jobs = _manager(engine)
+        with pytest.raises(ValueError, match="rps and duration"):
+            jobs.start_sustained(OPTIONS, rps=0, duration=1)
+        with pytest.raises(ValueError, match="rps and duration"):
+            jobs.start_sustained(OPTIONS, rps=10, duration=float("inf"))
+        assert jobs.list() == []
         with pytest.raises(JobNotFound):
             jobs.get("nope")
         with pytest.raises(JobNotFound):
