@@ -1,0 +1,67 @@
+"""The two source interfaces the shim's routes and live feed are written against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from exporter.spans import SpanRecord
+
+
+@dataclass(frozen=True, slots=True)
+class RedFigures:
+    """The figures of seed 000's ``MetricsData``, over one window."""
+
+    request_rate: float
+    error_rate: float
+    retry_count: float
+    p95_latency_ms: float | None
+    p99_latency_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    """Seed 004's latency summary of one stage over a window (milliseconds)."""
+
+    avg: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    samples: float
+
+
+class MetricsSource(Protocol):
+    name: str
+
+    async def red(self, window_seconds: float) -> RedFigures:
+        """Request rate (req/s), error rate (0..1, 5xx and 429 over all), retries in the
+        window, p95/p99 of request duration. Raises ``SourceError``."""
+        ...
+
+    async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
+        """Summaries for the stages ``request``, ``database`` and ``cache``."""
+        ...
+
+    async def check(self) -> None:
+        """A cheap query proving the backend answers; raises ``SourceError``."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class TraceSource(Protocol):
+    name: str
+
+    async def trace(self, trace_id: int) -> list[SpanRecord]:
+        """Every span of one trace; raises ``TraceNotFound`` or ``SourceError``."""
+        ...
+
+    async def recent(self, limit: int, lookback_seconds: float) -> list[SpanRecord]:
+        """Server spans of the newest ``limit`` simulated requests, newest first."""
+        ...
+
+    async def check(self) -> None:
+        """A cheap query proving the backend answers; raises ``SourceError``."""
+        ...
+
+    async def aclose(self) -> None: ...
