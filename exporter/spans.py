@@ -8,6 +8,7 @@ status codes are lower-case words.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ AttributeValue = (
 )
 SpanKindName = Literal["unspecified", "internal", "server", "client", "producer", "consumer"]
 StatusName = Literal["unset", "ok", "error"]
+REQUEST_ID = re.compile(
+    r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +57,13 @@ def trace_id_to_uuid(trace_id: int) -> str:
 
 
 def parse_request_id(text: str) -> int:
-    """A request id (UUID, or 32 hex digits) as a trace id; ValueError if malformed or zero."""
-    cleaned = text.strip()
-    if len(cleaned) == 32:
-        value = int(cleaned, 16)
-    else:
-        value = uuid.UUID(cleaned).int
+    """A request id (a UUID, or the trace id as 32 hex digits) as a trace id.
+
+    ValueError if it is neither, or is the all-zero id no trace can have.
+    """
+    if REQUEST_ID.fullmatch(text) is None:
+        raise ValueError("expected a UUID (or 32 hex digits)")
+    value = int(text.replace("-", ""), 16)
     if value == 0:
         raise ValueError("the all-zero trace id is invalid")
     return value

@@ -57,6 +57,22 @@ class Settings(BaseSettings):
     span_schedule_delay_ms: int = Field(default=1000, ge=1)
     shutdown_grace_seconds: float = Field(default=5.0, gt=0)
 
+    # The shim (exporter): backends in stack mode, bounds in both.
+    prometheus_url: str | None = Field(default=None, description="Stack mode metrics backend.")
+    jaeger_url: str | None = Field(default=None, description="Stack mode trace backend.")
+    simulator_url: str | None = Field(
+        default=None, description="Stack mode: where control calls are forwarded."
+    )
+    backend_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    metrics_window_seconds: float = Field(default=60.0, gt=0)
+    max_metrics_window_seconds: float = Field(default=3600.0, gt=0)
+    metrics_sample_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    trace_store_max_traces: int = Field(default=10_000, ge=1)
+    ws_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    ws_client_queue_size: int = Field(default=256, ge=1)
+    ws_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    ws_max_clients: int = Field(default=1000, ge=1)
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.span_batch_size > self.span_queue_size:
