@@ -30,12 +30,15 @@ class SourceTimeout(SourceError):
 class TraceNotFound(Exception):
     """No span of this trace is in the backend (yet)."""
 
-    def __init__(self, request_id: str, may_still_arrive: bool, backend: str) -> None:
-        hint = (
-            "it may still be arriving: spans reach the backend a few seconds after the request"
-            if may_still_arrive
-            else "it is older than what the backend keeps, or was never recorded"
-        )
+    def __init__(
+        self, request_id: str, may_still_arrive: bool, backend: str, hint: str | None = None
+    ) -> None:
+        if hint is None:
+            hint = (
+                "it may still be arriving: spans reach the backend a few seconds after the request"
+                if may_still_arrive
+                else "it is older than what the backend keeps, or was never recorded"
+            )
         super().__init__(f"trace {request_id} not found in {backend}; {hint}")
         self.request_id = request_id
         self.may_still_arrive = may_still_arrive

@@ -10,7 +10,7 @@ made twice, and control, metrics and docs routes are not traced at all.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -18,6 +18,8 @@ from opentelemetry.metrics import NoOpMeterProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from exporter import routes as exporter_routes
+from exporter.embedded import EmbeddedShim
 from simulator.api import control, users
 from simulator.errors import install_error_handlers
 from simulator.generator.metrics import GeneratorMetrics
@@ -32,11 +34,15 @@ UNTRACED = ",".join(
 )
 
 
-def create_app(settings: Settings, *, base_url: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, base_url: str | None = None, embedded_shim: bool = True
+) -> FastAPI:
     """The simulator: user API, control contract and ``/metrics`` on one app.
 
-    ``base_url`` is where the traffic generator reaches this app's user API; by default
-    the host and port from settings.
+    With ``embedded_shim`` (``failure-lab serve``) the read side of the contract joins it,
+    answered from this process's own registry and spans; the stack's simulator leaves
+    that to the exporter. ``base_url`` is where the traffic generator reaches this app's
+    user API; by default the host and port from settings.
     """
     registry = CollectorRegistry(auto_describe=True)
     metrics = ServiceMetrics(registry)
@@ -44,12 +50,17 @@ def create_app(settings: Settings, *, base_url: str | None = None) -> FastAPI:
     tracer_provider = build_tracer_provider(settings)
     target = base_url or f"http://{_client_host(settings.host)}:{settings.port}"
 
+    shim = EmbeddedShim(settings, registry, tracer_provider) if embedded_shim else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings, metrics, tracer_provider, generator_metrics, target)
         app.state.runtime = runtime
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                if shim is not None:
+                    app.state.exporter = await stack.enter_async_context(shim.running())
+                yield
         finally:
             await runtime.aclose()
 
@@ -61,9 +72,12 @@ def create_app(settings: Settings, *, base_url: str | None = None) -> FastAPI:
     )
     app.state.registry = registry
     app.state.tracer_provider = tracer_provider
+    app.state.exporter_shim = shim
     install_error_handlers(app)
     app.include_router(users.router)
     app.include_router(control.router)
+    if shim is not None:
+        app.include_router(exporter_routes.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:

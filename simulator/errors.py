@@ -1,4 +1,4 @@
-"""The project's own errors, and the one place they become HTTP answers.
+"""The project's own errors, and the one place they become HTTP answers (both apps).
 
 Domain code raises these (or backend errors are mapped into them where the backend is
 called); handlers never build error responses by hand. Every answer is JSON
@@ -12,6 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from exporter.errors import SourceError, SourceTimeout, TraceNotFound
 from simulator.faults import ConfigStoreUnavailable
 from simulator.generator.jobs import JobNotFound, TooManyJobs
 from simulator.options import InvalidOptions
@@ -60,10 +61,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def bad_request(_: Request, exc: Exception) -> JSONResponse:
         return _answer(400, str(exc))
 
+    async def source_failed(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SourceError)
+        what = "did not answer in time" if isinstance(exc, SourceTimeout) else "unavailable"
+        return _answer(503, f"{exc.backend} {what}: {exc.message}")
+
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(JobNotFound, not_found)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(TooManyJobs, conflict)
     app.add_exception_handler(InvalidOptions, bad_request)
+    app.add_exception_handler(SourceError, source_failed)
+    app.add_exception_handler(TraceNotFound, not_found)
     app.add_exception_handler(ConfigStoreUnavailable, store_down)
     app.add_exception_handler(Exception, unexpected)

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         default=None, description="Stack mode: where control calls are forwarded."
     )
     backend_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    forward_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="Bound on forwarded control calls (a burst takes time)."
+    )
     metrics_window_seconds: float = Field(default=60.0, gt=0)
     max_metrics_window_seconds: float = Field(default=3600.0, gt=0)
     metrics_sample_interval_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -49,6 +49,20 @@ class MetricsSource(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class TraceUpdates:
+    """What a trace backend learnt since the last poll.
+
+    ``requests``: SERVER spans of requests that finished since ``cursor``, oldest first.
+    ``completed``: traces whose root span has arrived since ``cursor`` (all their spans).
+    Pass the returned ``cursor`` to the next poll; ``None`` starts from now.
+    """
+
+    cursor: object
+    requests: list[SpanRecord]
+    completed: list[list[SpanRecord]]
+
+
 class TraceSource(Protocol):
     name: str
 
@@ -58,6 +72,10 @@ class TraceSource(Protocol):
 
     async def recent(self, limit: int, lookback_seconds: float) -> list[SpanRecord]:
         """Server spans of the newest ``limit`` simulated requests, newest first."""
+        ...
+
+    async def updates(self, cursor: object | None) -> TraceUpdates:
+        """Finished requests and completed traces since ``cursor`` (for the live feed)."""
         ...
 
     async def check(self) -> None:

@@ -20,6 +20,7 @@ from simulator.database import Query
 from simulator.options import HEADER, InvalidOptions, PipelineOptions
 from simulator.pipeline import Outcome, detail_json
 from simulator.runtime import Runtime
+from simulator.telemetry.metrics import ERROR, LIST, ONE
 
 RETRIES_HEADER = "x-failure-lab-retries"
 ERROR_STATUSES = (500, 502, 503, 504)
@@ -115,22 +116,22 @@ async def _injected_error(
 async def error_endpoint(
     request: Request, errorRate: float = QueryParam(default=0.5, ge=0, le=1)
 ) -> Response:
-    return await _serve(request, "/api/v1/users/error", "GET", None, errorRate)
+    return await _serve(request, ERROR, "GET", None, errorRate)
 
 
 @router.get("", summary="List users")
 async def list_users(request: Request) -> Response:
-    return await _serve(request, "/api/v1/users", "GET", Query("list"))
+    return await _serve(request, LIST, "GET", Query("list"))
 
 
 @router.post("", status_code=201, summary="Create a user")
 async def create_user(request: Request, user: NewUser) -> Response:
-    return await _serve(request, "/api/v1/users", "POST", Query("create", body=user.model_dump()))
+    return await _serve(request, LIST, "POST", Query("create", body=user.model_dump()))
 
 
 @router.get("/{id}", summary="Read one user (cached)")
 async def get_user(request: Request, user_id: int = Path(alias="id")) -> Response:
-    return await _serve(request, "/api/v1/users/{id}", "GET", Query("get", user_id))
+    return await _serve(request, ONE, "GET", Query("get", user_id))
 
 
 @router.patch("/{id}", summary="Change a user (invalidates the cache)")
@@ -139,7 +140,7 @@ async def update_user(
 ) -> Response:
     return await _serve(
         request,
-        "/api/v1/users/{id}",
+        ONE,
         "PATCH",
         Query("update", user_id, changes.model_dump(exclude_none=True)),
     )

@@ -16,6 +16,23 @@ from prometheus_client.process_collector import ProcessCollector
 from simulator.models import FailureConfig
 from simulator.telemetry.buckets import LATENCY_BUCKETS
 
+LIST, ONE, ERROR = "/api/v1/users", "/api/v1/users/{id}", "/api/v1/users/error"
+_ADMISSION = (("429", "rate_limited"), ("400", "bad_request"))
+_DATABASE = (("503", "db_error"), ("504", "db_timeout"))
+# Every (endpoint, method, status, outcome) the user API can answer, so that each series
+# exists at 0 from the start: rate() cannot see the first increments of a new series.
+ANSWERS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    (LIST, "GET"): (("200", "success"), *_ADMISSION, *_DATABASE),
+    (LIST, "POST"): (("201", "success"), *_ADMISSION, *_DATABASE),
+    (ONE, "GET"): (("200", "success"), ("404", "not_found"), *_ADMISSION, *_DATABASE),
+    (ONE, "PATCH"): (("200", "success"), ("404", "not_found"), *_ADMISSION, *_DATABASE),
+    (ERROR, "GET"): (
+        ("200", "success"),
+        *_ADMISSION,
+        *((status, "injected_error") for status in ("500", "502", "503", "504")),
+    ),
+}
+
 OUTCOMES = (
     "success",
     "not_found",
@@ -123,6 +140,17 @@ class ServiceMetrics:
             "Capacity of the span export queue.",
             registry=registry,
         )
+        for (endpoint, method), answers in ANSWERS.items():
+            self.request_duration.labels(endpoint, method)
+            for status, outcome in answers:
+                self.requests.labels(endpoint, method, status, outcome)
+            if endpoint != ERROR:
+                for reason in ("error", "timeout"):
+                    self.retries.labels(endpoint, reason)
+        for outcome in ("ok", "error", "timeout"):
+            self.db_duration.labels(outcome)
+        for operation in ("get", "set", "delete"):
+            self.cache_duration.labels(operation)
         for kind in ("error", "timeout"):
             self.db_errors.labels(kind)
         for result in ("hit", "miss", "error"):

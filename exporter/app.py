@@ -1,0 +1,86 @@
+"""``create_exporter_app(settings)``: the stack-mode shim on port 8000.
+
+Metrics come from Prometheus, traces from Jaeger, control calls go to the simulator; the
+routes and translator are the same ones ``failure-lab serve`` uses with embedded sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from exporter import routes
+from exporter.forward import Forwarder, forwarding_router
+from exporter.metrics import ExporterMetrics
+from exporter.monitor import BackendMonitor
+from exporter.runtime import ExporterRuntime
+from exporter.sources.jaeger import JaegerSource
+from exporter.sources.prometheus import PrometheusSource
+from simulator.errors import install_error_handlers
+from simulator.settings import Settings
+
+
+class MissingBackend(ValueError):
+    """Stack mode needs every backend's URL."""
+
+
+def create_exporter_app(settings: Settings) -> FastAPI:
+    missing = [
+        name
+        for name, value in (
+            ("FAILURE_LAB_PROMETHEUS_URL", settings.prometheus_url),
+            ("FAILURE_LAB_JAEGER_URL", settings.jaeger_url),
+            ("FAILURE_LAB_SIMULATOR_URL", settings.simulator_url),
+        )
+        if not value
+    ]
+    if missing:
+        raise MissingBackend(f"the exporter needs {', '.join(missing)}")
+
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    metrics = ExporterMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timeout = settings.backend_timeout_seconds
+        forwarder = Forwarder(settings.simulator_url or "", settings.forward_timeout_seconds)
+        runtime = ExporterRuntime(
+            settings=settings,
+            metrics=PrometheusSource(settings.prometheus_url or "", timeout=timeout),
+            traces=JaegerSource(settings.jaeger_url or "", settings.service_name, timeout=timeout),
+            monitor=BackendMonitor(timeout, metrics),
+            extra_checks={forwarder.name: forwarder.check},
+        )
+        app.state.exporter = runtime
+        app.state.forwarder = forwarder
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+            await forwarder.aclose()
+
+    app = FastAPI(
+        title="failure-lab exporter",
+        version="0.1.0",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.registry = registry
+    install_error_handlers(app)
+    app.include_router(routes.router)
+    app.include_router(forwarding_router())
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(registry), media_type=content_type)
+
+    return app

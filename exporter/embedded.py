@@ -1,0 +1,59 @@
+"""The shim in embedded mode: metrics and traces read from this very process.
+
+The sample ring snapshots the process's registry every ``metrics_sample_interval_seconds``
+(like a Prometheus scrape) and the span store is one more span processor on the app's
+tracer provider (like an OTLP export to Jaeger). Same routes, same translator, other sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator
+
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+
+from exporter.metrics import ExporterMetrics
+from exporter.monitor import BackendMonitor
+from exporter.runtime import ExporterRuntime
+from exporter.sampling import SampleRing
+from exporter.sources.embedded_metrics import EmbeddedMetricsSource
+from exporter.sources.embedded_traces import EmbeddedTraceSource
+from exporter.spanstore import SpanStore
+from simulator.settings import Settings
+
+
+class EmbeddedShim:
+    """Built with the app (no I/O); ``running()`` samples for as long as the app lives."""
+
+    def __init__(
+        self, settings: Settings, registry: CollectorRegistry, tracer_provider: TracerProvider
+    ) -> None:
+        self.metrics = ExporterMetrics(registry)
+        self.store = SpanStore(settings.trace_store_max_traces, self.metrics.trace_evictions)
+        self.metrics.trace_store_traces.set_function(lambda: len(self.store))
+        tracer_provider.add_span_processor(self.store)
+        interval = settings.metrics_sample_interval_seconds
+        capacity = math.ceil(settings.max_metrics_window_seconds / interval) + 5
+        self.ring = SampleRing(registry, capacity)
+        self.runtime = ExporterRuntime(
+            settings=settings,
+            metrics=EmbeddedMetricsSource(self.ring),
+            traces=EmbeddedTraceSource(self.store),
+            monitor=BackendMonitor(settings.backend_timeout_seconds, self.metrics),
+        )
+        self._interval = interval
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[ExporterRuntime]:
+        self.ring.sample()
+        sampler = asyncio.create_task(self.ring.run(self._interval), name="metrics-sampler")
+        try:
+            yield self.runtime
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            await self.runtime.aclose()

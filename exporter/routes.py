@@ -1,0 +1,240 @@
+"""The read side of the contract: metrics, recent requests, traces, status and health.
+
+Handlers ask a source through the backend monitor (bounded, recorded) and translate; a
+backend failure propagates as the project's own ``SourceError`` and becomes a 503 naming
+the backend in ``install_error_handlers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import BaseModel
+
+from exporter.errors import SourceError
+from exporter.runtime import ExporterRuntime
+from exporter.sources.base import LatencySummary
+from exporter.spans import parse_request_id
+from exporter.translate import RequestSummary, TraceResponse, build_trace, iso, summarize
+from exporter.window import parse_window
+
+router = APIRouter(tags=["read"])
+MIN_WINDOW_SECONDS = 2.0
+
+
+class MetricsData(BaseModel):
+    timestamp: int
+    request_rate: float
+    error_rate: float
+    retry_count: float
+    p95_latency: float
+    p99_latency: float
+
+
+class StageLatency(BaseModel):
+    avg: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    samples: float
+
+
+class LatencyReport(BaseModel):
+    timestamp: str
+    window_seconds: float
+    source: str
+    request: StageLatency
+    database: StageLatency
+    cache: StageLatency
+
+
+class BackendStatus(BaseModel):
+    name: str
+    role: str
+    healthy: bool | None
+    last_success: str | None
+    last_latency_ms: float | None
+    last_error: str | None
+
+
+class Status(BaseModel):
+    uptime_seconds: float
+    started_at: str
+    websocket_clients: int
+    backends: list[BackendStatus]
+    timestamp: str
+
+
+class Check(BaseModel):
+    status: Literal["healthy", "unhealthy"]
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    timestamp: str
+    checks: dict[str, Check]
+
+
+def _runtime(request: Request) -> ExporterRuntime:
+    runtime: ExporterRuntime = request.app.state.exporter
+    return runtime
+
+
+def _window(runtime: ExporterRuntime, window: str | None) -> float:
+    settings = runtime.settings
+    if window is None:
+        return settings.metrics_window_seconds
+    try:
+        return parse_window(window, MIN_WINDOW_SECONDS, settings.max_metrics_window_seconds)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+WindowParam = Annotated[str | None, Query(description="Duration like 30s, 1m, 1m30s (default 1m).")]
+
+
+def _ms(value: float | None) -> float:
+    return round(value, 3) if value is not None else 0.0
+
+
+@router.get("/metrics/json", summary="Request rate, error rate, retries, p95/p99 over a window")
+async def metrics_json(request: Request, window: WindowParam = None) -> MetricsData:
+    runtime = _runtime(request)
+    seconds = _window(runtime, window)
+    red = await runtime.monitor.call(runtime.metrics.name, runtime.metrics.red(seconds))
+    return MetricsData(
+        timestamp=int(time.time() * 1000),
+        request_rate=round(red.request_rate, 4),
+        error_rate=round(red.error_rate, 6),
+        retry_count=round(red.retry_count, 3),
+        p95_latency=_ms(red.p95_latency_ms),
+        p99_latency=_ms(red.p99_latency_ms),
+    )
+
+
+def _stage(summary: LatencySummary | None) -> StageLatency:
+    if summary is None:
+        return StageLatency(avg=None, p50=None, p95=None, p99=None, samples=0)
+    return StageLatency(
+        avg=summary.avg,
+        p50=summary.p50,
+        p95=summary.p95,
+        p99=summary.p99,
+        samples=summary.samples,
+    )
+
+
+@router.get("/v1/metrics/latency", summary="avg/p50/p95/p99 and samples per stage")
+async def latency(request: Request, window: WindowParam = None) -> LatencyReport:
+    runtime = _runtime(request)
+    seconds = _window(runtime, window)
+    stages = await runtime.monitor.call(runtime.metrics.name, runtime.metrics.latency(seconds))
+    return LatencyReport(
+        timestamp=iso(time.time_ns()),
+        window_seconds=seconds,
+        source=runtime.metrics.name,
+        request=_stage(stages.get("request")),
+        database=_stage(stages.get("database")),
+        cache=_stage(stages.get("cache")),
+    )
+
+
+@router.get("/v1/requests/recent", summary="The newest requests, newest first")
+async def recent_requests(
+    request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[RequestSummary]:
+    runtime = _runtime(request)
+    lookback = runtime.settings.max_metrics_window_seconds
+    spans = await runtime.monitor.call(runtime.traces.name, runtime.traces.recent(limit, lookback))
+    return [summarize(span) for span in spans[:limit]]
+
+
+@router.get(
+    "/v1/trace/{request_id}",
+    summary="A request's trace: events, failure points, retry attempts",
+    responses={
+        404: {"description": "unknown, or not yet in the trace backend"},
+        422: {"description": "not a UUID"},
+    },
+)
+async def trace(
+    request: Request, request_id: Annotated[str, Path(description="UUID (= trace id)")]
+) -> TraceResponse:
+    runtime = _runtime(request)
+    try:
+        trace_id = parse_request_id(request_id)
+    except ValueError as exc:
+        raise HTTPException(422, f"request_id {request_id!r}: {exc}") from None
+    spans = await runtime.monitor.call(runtime.traces.name, runtime.traces.trace(trace_id))
+    return build_trace(spans)
+
+
+def _roles(runtime: ExporterRuntime) -> dict[str, str]:
+    roles = {runtime.metrics.name: "metrics", runtime.traces.name: "traces"}
+    if runtime.metrics.name == runtime.traces.name:
+        roles[runtime.metrics.name] = "metrics and traces"
+    return roles | {name: "dependency" for name in runtime.extra_checks}
+
+
+@router.get("/v1/status", summary="Uptime, live-feed clients, each backend's last query")
+async def status(request: Request) -> Status:
+    runtime = _runtime(request)
+    roles = _roles(runtime)
+    for name in roles:
+        runtime.monitor.state(name)
+    return Status(
+        uptime_seconds=round(time.time() - runtime.started_at, 3),
+        started_at=iso(int(runtime.started_at * 1e9)),
+        websocket_clients=runtime.websocket_clients(),
+        backends=[
+            BackendStatus(
+                name=state.name,
+                role=roles.get(state.name, "dependency"),
+                healthy=state.healthy,
+                last_success=iso(int(state.last_success * 1e9)) if state.last_success else None,
+                last_latency_ms=(
+                    round(state.last_latency_ms, 3) if state.last_latency_ms is not None else None
+                ),
+                last_error=state.last_error,
+            )
+            for state in runtime.monitor.states
+        ],
+        timestamp=iso(time.time_ns()),
+    )
+
+
+async def _check(runtime: ExporterRuntime, name: str, probe: Awaitable[None]) -> Check:
+    try:
+        await runtime.monitor.call(name, probe)
+    except SourceError as exc:
+        return Check(status="unhealthy", error=exc.message)
+    state = runtime.monitor.state(name)
+    return Check(status="healthy", latency_ms=round(state.last_latency_ms or 0.0, 3))
+
+
+@router.get("/health", summary="Per-component checks and an overall verdict")
+async def health(request: Request) -> Health:
+    """``healthy`` when every check passes, ``unhealthy`` when neither metrics nor traces can
+    be read, ``degraded`` otherwise."""
+    runtime = _runtime(request)
+    probes: dict[str, Awaitable[None]] = {runtime.metrics.name: runtime.metrics.check()}
+    if runtime.traces.name not in probes:
+        probes[runtime.traces.name] = runtime.traces.check()
+    probes |= {name: check() for name, check in runtime.extra_checks.items()}
+    names = list(probes)
+    results = await asyncio.gather(*(_check(runtime, n, probes[n]) for n in names))
+    checks = dict(zip(names, results, strict=True))
+    core = [checks[runtime.metrics.name], checks[runtime.traces.name]]
+    if all(c.status == "healthy" for c in checks.values()):
+        verdict: Literal["healthy", "degraded", "unhealthy"] = "healthy"
+    elif all(c.status == "unhealthy" for c in core):
+        verdict = "unhealthy"
+    else:
+        verdict = "degraded"
+    return Health(status=verdict, timestamp=iso(time.time_ns()), checks=checks)

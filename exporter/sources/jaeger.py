@@ -1,0 +1,239 @@
+"""Traces read from Jaeger v2 over its stable HTTP api_v3.
+
+``GET /api/v3/traces/{hex id}`` gives one trace, ``GET /api/v3/traces`` searches by service
+and start-time window; both answer OTLP/JSON (see ``exporter.otlp_json``). The snake_case
+search parameters are used because every v2 release accepts them (newer ones also accept
+camelCase names and keep these as aliases), and ``query.num_traces`` is always sent since
+older releases take a missing one as 0 and fail. "No traces found" is a 404 whose body is a
+JSON error, sent as text/plain; answers are parsed whatever their content type.
+
+The live feed's ``updates`` has no cursor to resume from in Jaeger, so each poll searches a
+trailing window (spans reach Jaeger seconds after they end, so the window reaches back
+``settle_seconds`` before the previous poll) and the cursor remembers which traces of that
+window were already reported.
+
+This class is the one place Jaeger is called: every httpx, JSON and shape failure is turned
+into ``SourceUnavailable``, every timeout (the client's, or the overall bound on a call) into
+``SourceTimeout``, both naming the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import httpx
+
+from exporter.errors import SourceTimeout, SourceUnavailable, TraceNotFound
+from exporter.otlp_json import parse_answer
+from exporter.sources.base import TraceUpdates
+from exporter.spans import SpanRecord, trace_id_to_uuid
+
+BACKEND: Final = "jaeger"
+_TRACE_ID_END: Final = 2**128
+
+
+def rfc3339_nano(unix_nano: int) -> str:
+    """A Unix time in nanoseconds as RFC 3339 UTC with nine fraction digits, which Go's
+    ``time.RFC3339Nano`` layout parses."""
+    seconds, nanos = divmod(unix_nano, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class JaegerCursor:
+    """Where the live feed stands: traces starting before ``origin_unix_nano`` are never
+    reported; ``requests`` and ``traces`` map the trace ids already reported (as a request,
+    as a completed trace) to their start, so they can be forgotten once out of the window.
+    A trace reaching Jaeger more than the settle time after the previous poll is missed."""
+
+    origin_unix_nano: int
+    polled_unix_nano: int
+    requests: Mapping[int, int] = field(default_factory=dict)
+    traces: Mapping[int, int] = field(default_factory=dict)
+
+
+class JaegerSource:
+    """A ``TraceSource`` on Jaeger's api_v3 at ``base_url`` (e.g. ``http://jaeger:16686``)."""
+
+    name = BACKEND
+
+    def __init__(
+        self,
+        base_url: str,
+        service_name: str,
+        *,
+        timeout: float = 2.0,
+        client: httpx.AsyncClient | None = None,
+        settle_seconds: float = 10.0,
+        feed_max_traces: int = 200,
+    ) -> None:
+        if timeout <= 0 or settle_seconds <= 0 or feed_max_traces <= 0:
+            raise ValueError("timeout, settle_seconds and feed_max_traces must be positive")
+        self._settle_nano = round(settle_seconds * 1e9)
+        self._feed_max_traces = feed_max_traces
+        self._base = base_url.rstrip("/")
+        self._service = service_name
+        self._timeout = timeout
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
+
+    async def trace(self, trace_id: int) -> list[SpanRecord]:
+        """Every span of one trace; ``TraceNotFound`` while Jaeger has none of them."""
+        if not 0 < trace_id < _TRACE_ID_END:
+            raise ValueError(f"not a 128-bit trace id: {trace_id}")
+        request_id = trace_id_to_uuid(trace_id)
+        status, body = await self._get(f"/api/v3/traces/{trace_id:032x}")
+        if status == 404 and _jaeger_error(body) is not None:
+            raise TraceNotFound(request_id, may_still_arrive=True, backend=BACKEND)
+        _raise_for_status(status, body)
+        spans = [span for span in _parse(body) if span.trace_id == trace_id]
+        if not spans:
+            raise TraceNotFound(request_id, may_still_arrive=True, backend=BACKEND)
+        return spans
+
+    async def recent(self, limit: int, lookback_seconds: float) -> list[SpanRecord]:
+        """The server span of each of the newest ``limit`` requests of the service that
+        started within ``lookback_seconds``, newest first."""
+        if lookback_seconds <= 0:
+            raise ValueError("lookback_seconds must be positive")
+        if limit <= 0:
+            return []
+        now = time.time_ns()
+        spans = await self._search(now - round(lookback_seconds * 1e9), now, limit)
+        return _newest_server_spans(spans, self._service, limit)
+
+    async def updates(self, cursor: object | None) -> TraceUpdates:
+        """Requests (server spans, oldest first) and completed traces (root span present)
+        that reached Jaeger since ``cursor``; ``None`` or a foreign cursor starts from now."""
+        now = time.time_ns()
+        if not isinstance(cursor, JaegerCursor):
+            return TraceUpdates(JaegerCursor(now, now), [], [])
+        floor = max(cursor.origin_unix_nano, cursor.polled_unix_nano - self._settle_nano)
+        if floor >= now:
+            return TraceUpdates(cursor, [], [])
+        spans = await self._search(floor, now, self._feed_max_traces)
+        by_trace: dict[int, list[SpanRecord]] = {}
+        for span in spans:
+            by_trace.setdefault(span.trace_id, []).append(span)
+        requests = dict(_kept(cursor.requests, floor))
+        traces = dict(_kept(cursor.traces, floor))
+        new_requests: list[SpanRecord] = []
+        completed: list[list[SpanRecord]] = []
+        for trace_id, trace in by_trace.items():
+            start = min(span.start_unix_nano for span in trace)
+            if start < floor:  # before the origin, or settled in an earlier window
+                continue
+            server = _newest_server_spans(trace, self._service, 1)
+            if server and trace_id not in requests:
+                requests[trace_id] = start
+                new_requests.extend(server)
+            if trace_id not in traces and any(span.parent_span_id is None for span in trace):
+                traces[trace_id] = start
+                completed.append(trace)
+        new_requests.sort(key=lambda span: span.start_unix_nano)
+        completed.sort(key=lambda trace: min(span.start_unix_nano for span in trace))
+        next_cursor = JaegerCursor(cursor.origin_unix_nano, now, requests, traces)
+        return TraceUpdates(next_cursor, new_requests, completed)
+
+    async def check(self) -> None:
+        """List the services: proves Jaeger answers api_v3 without touching trace storage."""
+        status, body = await self._get("/api/v3/services")
+        _raise_for_status(status, body)
+        answer = _decode(body)
+        if not isinstance(answer, dict) or not isinstance(answer.get("services", []), list):
+            raise SourceUnavailable(BACKEND, f"unexpected services answer: {_snippet(body)}")
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _search(self, start_min: int, start_max: int, num_traces: int) -> list[SpanRecord]:
+        """The spans of up to ``num_traces`` traces of the service started in the window."""
+        params = {
+            "query.service_name": self._service,
+            "query.start_time_min": rfc3339_nano(start_min),
+            "query.start_time_max": rfc3339_nano(start_max),
+            "query.num_traces": str(num_traces),
+        }
+        status, body = await self._get("/api/v3/traces", params)
+        if status == 404 and _jaeger_error(body) is not None:
+            return []
+        _raise_for_status(status, body)
+        return _parse(body)
+
+    async def _get(self, path: str, params: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+        url = self._base + path
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.get(url, params=params, timeout=self._timeout)
+                return response.status_code, response.content
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise SourceTimeout(
+                BACKEND, f"no answer from {url} within {self._timeout:g} s"
+            ) from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            detail = str(exc) or type(exc).__name__
+            raise SourceUnavailable(BACKEND, f"cannot reach {url}: {detail}") from exc
+
+
+def _newest_server_spans(spans: list[SpanRecord], service: str, limit: int) -> list[SpanRecord]:
+    """One server span per trace (the earliest, i.e. the request as it entered the service),
+    newest request first."""
+    first: dict[int, SpanRecord] = {}
+    for span in spans:
+        if span.kind != "server" or span.service_name != service:
+            continue
+        known = first.get(span.trace_id)
+        if known is None or span.start_unix_nano < known.start_unix_nano:
+            first[span.trace_id] = span
+    ordered = sorted(first.values(), key=lambda span: span.start_unix_nano, reverse=True)
+    return ordered[:limit]
+
+
+def _kept(reported: Mapping[int, int], floor: int) -> list[tuple[int, int]]:
+    return [(trace_id, start) for trace_id, start in reported.items() if start >= floor]
+
+
+def _parse(body: bytes) -> list[SpanRecord]:
+    try:
+        return parse_answer(body)
+    except ValueError as exc:
+        raise SourceUnavailable(BACKEND, f"unreadable trace answer: {exc}") from exc
+
+
+def _raise_for_status(status: int, body: bytes) -> None:
+    if 200 <= status < 300:
+        return
+    message = _jaeger_error(body) or _snippet(body)
+    raise SourceUnavailable(BACKEND, f"HTTP {status}: {message}")
+
+
+def _jaeger_error(body: bytes) -> str | None:
+    """The message of a ``{"error": {"httpCode": ..., "message": ...}}`` answer, else None."""
+    answer = _decode(body)
+    if not isinstance(answer, dict):
+        return None
+    error = answer.get("error")
+    if not isinstance(error, dict):
+        return None
+    message = error.get("message")
+    return message if isinstance(message, str) else ""
+
+
+def _decode(body: bytes) -> object:
+    """The JSON value of ``body``, or None when it is not JSON."""
+    try:
+        value: object = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:200].decode("utf-8", errors="replace").strip()
+    return text or "(empty body)"

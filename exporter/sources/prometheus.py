@@ -1,0 +1,152 @@
+"""``MetricsSource`` on a Prometheus server's HTTP API (stack mode).
+
+The figures of :mod:`exporter.figures` are rendered as PromQL and sent as instant queries,
+concurrently and all at the same evaluation time, so one answer is one consistent picture.
+This is the one place Prometheus is called, so it is where its failures become the exporter's
+own errors: an error answer (``{"status":"error","errorType":...,"error":...}``, HTTP 400, 422
+or 503), a refused connection or a body that is not JSON is ``SourceUnavailable``; no answer
+within the timeout (httpx's, or the bound on the whole call) is ``SourceTimeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, Final, TypeVar
+
+import httpx
+
+from exporter.errors import SourceTimeout, SourceUnavailable
+from exporter.figures import LATENCY, RED, Figure, latency_summaries, red_figures, render
+from exporter.sources.base import LatencySummary, RedFigures
+
+T = TypeVar("T")
+
+BACKEND: Final = "prometheus"
+_SHOWN_BODY: Final = 200
+"""Characters of an unexpected body quoted in an error message."""
+
+
+class PrometheusSource:
+    name = BACKEND
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 2.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """``timeout`` bounds every call (seconds). A ``client`` given here is used as is
+        and left open by :meth:`aclose`."""
+        if not timeout > 0:
+            raise ValueError("timeout must be positive")
+        self._base = base_url.rstrip("/")
+        self._timeout = timeout
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
+
+    async def red(self, window_seconds: float) -> RedFigures:
+        return red_figures(await self._figures(RED, window_seconds))
+
+    async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
+        return latency_summaries(await self._figures(LATENCY, window_seconds))
+
+    async def check(self) -> None:
+        await self._within(self._get("/api/v1/status/buildinfo", {}))
+
+    async def query(self, promql: str, at: float | None = None) -> float | None:
+        """One instant query answering a single number: None when it selects no series."""
+        when = time.time() if at is None else at
+        return await self._within(self._query(promql, when))
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _figures(self, figures: Sequence[Figure], window_seconds: float) -> dict[str, Any]:
+        queries = [render(figure.expr, window_seconds) for figure in figures]
+        at = time.time()
+        answers = await self._within(
+            asyncio.gather(*(self._query(q, at) for q in queries), return_exceptions=True)
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        return {figure.key: answer for figure, answer in zip(figures, answers, strict=True)}
+
+    async def _within(self, work: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await work
+        except TimeoutError:
+            raise SourceTimeout(
+                BACKEND, f"no answer from {self._base} within {self._timeout:g} s"
+            ) from None
+
+    async def _query(self, promql: str, at: float) -> float | None:
+        params = {"query": promql, "time": f"{at:.3f}", "timeout": f"{self._timeout:g}"}
+        data = await self._get("/api/v1/query", params)
+        return _single_value(data, promql)
+
+    async def _get(self, path: str, params: dict[str, str]) -> Any:
+        """The ``data`` of a successful answer from ``path``."""
+        url = self._base + path
+        try:
+            response = await self._client.get(url, params=params, timeout=self._timeout)
+        except httpx.TimeoutException as exc:
+            raise SourceTimeout(
+                BACKEND, f"no answer from {url} within {self._timeout:g} s ({type(exc).__name__})"
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise SourceUnavailable(BACKEND, f"cannot connect to {self._base}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise SourceUnavailable(
+                BACKEND, f"request to {url} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            raise SourceUnavailable(
+                BACKEND,
+                f"HTTP {response.status_code} from {url} is not JSON: "
+                f"{response.text[:_SHOWN_BODY]!r}",
+            ) from None
+        if isinstance(body, dict) and body.get("status") == "error":
+            raise SourceUnavailable(
+                BACKEND, f"{body.get('errorType', 'unknown')}: {body.get('error', '')}"
+            )
+        if not (isinstance(body, dict) and body.get("status") == "success"):
+            raise SourceUnavailable(
+                BACKEND,
+                f"unexpected answer, HTTP {response.status_code} from {url}: "
+                f"{response.text[:_SHOWN_BODY]!r}",
+            )
+        return body.get("data")
+
+
+def _single_value(data: Any, promql: str) -> float | None:
+    """The value of an instant query's answer with at most one series (``NaN``, ``+Inf``
+    included); None for an empty vector."""
+    if not isinstance(data, dict):
+        raise SourceUnavailable(BACKEND, f"answer to {promql!r} has no data")
+    kind = data.get("resultType")
+    result = data.get("result")
+    sample: Any
+    if kind == "vector" and isinstance(result, list):
+        if not result:
+            return None
+        if len(result) > 1:
+            raise SourceUnavailable(
+                BACKEND, f"expected at most one series from {promql!r}, got {len(result)}"
+            )
+        sample = result[0].get("value") if isinstance(result[0], dict) else None
+    elif kind == "scalar":
+        sample = result
+    else:
+        raise SourceUnavailable(BACKEND, f"unexpected result type {kind!r} for {promql!r}")
+    try:
+        return float(sample[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise SourceUnavailable(BACKEND, f"malformed sample {sample!r} for {promql!r}") from None

@@ -1,0 +1,92 @@
+"""The SDK's finished spans as ``SpanRecord``s, without copying what need not be copied.
+
+Used wherever spans are read in-process (the embedded span store) and as the reference the
+Jaeger reading is checked against, so both give equal records for the same span. A finished
+span's attributes are immutable, so the record keeps the span's read-only view of them rather
+than a copy. The SDK also accepts values a record cannot hold (bytes, mappings, None, nested
+sequences); those are left out, as the OTLP/JSON reading leaves out what they encode to, and
+only then is a filtered copy made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final, cast
+
+from opentelemetry.sdk.resources import SERVICE_NAME
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import Attributes
+
+from exporter.spans import AttributeValue, EventRecord, SpanKindName, SpanRecord, StatusName
+
+_KINDS: Final[Mapping[SpanKind, SpanKindName]] = {
+    SpanKind.INTERNAL: "internal",
+    SpanKind.SERVER: "server",
+    SpanKind.CLIENT: "client",
+    SpanKind.PRODUCER: "producer",
+    SpanKind.CONSUMER: "consumer",
+}
+_STATUSES: Final[Mapping[StatusCode, StatusName]] = {
+    StatusCode.UNSET: "unset",
+    StatusCode.OK: "ok",
+    StatusCode.ERROR: "error",
+}
+_NO_ATTRIBUTES: Final[Mapping[str, AttributeValue]] = MappingProxyType({})
+_INT64_MIN: Final = -(2**63)
+_INT64_END: Final = 2**63
+
+
+def span_record(span: ReadableSpan) -> SpanRecord:
+    """One finished span as a record; ``ValueError`` for a span without a context."""
+    context = span.get_span_context()
+    if context is None:
+        raise ValueError(f"span {span.name!r} has no span context")
+    parent = span.parent
+    service = span.resource.attributes.get(SERVICE_NAME, "")
+    return SpanRecord(
+        trace_id=context.trace_id,
+        span_id=context.span_id,
+        parent_span_id=parent.span_id if parent is not None else None,
+        name=span.name,
+        kind=_KINDS.get(span.kind, "unspecified"),
+        start_unix_nano=span.start_time or 0,
+        end_unix_nano=span.end_time or 0,
+        status=_STATUSES[span.status.status_code],
+        status_message=span.status.description or None,
+        attributes=_attributes(span.attributes),
+        events=tuple(_event(event) for event in span.events),
+        service_name=service if isinstance(service, str) else str(service),
+    )
+
+
+def _event(event: Event) -> EventRecord:
+    return EventRecord(
+        name=event.name,
+        time_unix_nano=event.timestamp,
+        attributes=_attributes(event.attributes),
+    )
+
+
+def _attributes(attributes: Attributes) -> Mapping[str, AttributeValue]:
+    if not attributes:
+        return _NO_ATTRIBUTES
+    if all(_recordable(value) for value in attributes.values()):
+        return cast(Mapping[str, AttributeValue], attributes)
+    return {
+        key: cast(AttributeValue, value) for key, value in attributes.items() if _recordable(value)
+    }
+
+
+def _recordable(value: object) -> bool:
+    """A scalar OTLP can carry, or a tuple of them (the SDK stores sequences as tuples)."""
+    if isinstance(value, tuple):
+        return all(_scalar(item) for item in value)
+    return _scalar(value)
+
+
+def _scalar(value: object) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _INT64_MIN <= value < _INT64_END
+    return isinstance(value, str | bool | float)

@@ -1,0 +1,183 @@
+"""A real Prometheus of one test's own, scraping the given targets every second.
+
+Tests of the metrics figures compare against the real thing, so this starts Debian's
+``prometheus`` on a free loopback port with its storage in the test's folder. It can be
+killed and started again on the same port and storage, as a server that crashes and comes
+back. Starting and waiting are async: the app under test is served by the same event loop,
+and blocking it would make Prometheus's scrapes of it fail. A missing ``prometheus`` fails
+the test with how to install it; it never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.servers import free_port
+
+DEBIAN_BINARY = "/usr/bin/prometheus"
+_START_ATTEMPTS = 3
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus") or (DEBIAN_BINARY if Path(DEBIAN_BINARY).exists() else None)
+    if found is None:
+        pytest.fail(
+            "prometheus is not installed, and these tests need a real one: install it "
+            "(Debian/Ubuntu: apt-get install prometheus) and run again",
+            pytrace=False,
+        )
+    return found
+
+
+class PrometheusProcess:
+    """``prometheus`` scraping ``targets`` (``host:port``, path ``/metrics``) as job
+    ``simulator``; ``extra_args`` are added to its command line."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        targets: Sequence[str],
+        scrape_interval: str = "1s",
+        rule_files: Sequence[str | Path] = (),
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self._binary = prometheus_binary()
+        self._workdir = workdir
+        self._config = workdir / "prometheus.yml"
+        self._storage = workdir / "data"
+        self._log_path = workdir / "prometheus.log"
+        self._extra_args = tuple(extra_args)
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._started_once = False
+        document = {
+            "global": {
+                "scrape_interval": scrape_interval,
+                "scrape_timeout": scrape_interval,
+                "evaluation_interval": scrape_interval,
+            },
+            "rule_files": [str(path) for path in rule_files],
+            "scrape_configs": [
+                {
+                    "job_name": "simulator",
+                    "metrics_path": "/metrics",
+                    "static_configs": [{"targets": list(targets)}],
+                }
+            ],
+        }
+        self._config.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Start (or start again, on the same port and storage) and wait until ready.
+
+        The first start moves to another free port if this one was taken meanwhile.
+        """
+        if self.running:
+            raise RuntimeError("prometheus is already running")
+        attempts = 1 if self._started_once else _START_ATTEMPTS
+        for _ in range(attempts):
+            self._spawn()
+            if await self._wait_ready(timeout):
+                self._started_once = True
+                return
+            self.kill()
+            if not self._started_once:
+                self.port = free_port()
+        raise RuntimeError(f"prometheus did not become ready:\n{self.log_tail()}")
+
+    def _spawn(self) -> None:
+        command = [
+            self._binary,
+            f"--config.file={self._config}",
+            f"--storage.tsdb.path={self._storage}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--enable-feature=exemplar-storage",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+            *self._extra_args,
+        ]
+        self._log = self._log_path.open("ab")
+        self._proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+
+    async def _wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while time.monotonic() < deadline and self.running:
+                try:
+                    if (await client.get(f"{self.url}/-/ready")).status_code == 200:
+                        return True
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.05)
+        return False
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no clean shutdown of the storage."""
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait(timeout=10)
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        if not self._log_path.exists():
+            return "(no log)"
+        return self._log_path.read_text(errors="replace")[-chars:]
+
+    async def query(self, promql: str) -> list[dict[str, Any]]:
+        """The result of an instant query at now (a vector's series)."""
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(f"{self.url}/api/v1/query", params={"query": promql})
+        body = response.json()
+        if body.get("status") != "success":
+            raise AssertionError(f"query {promql!r} failed: {body}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    async def wait_for_samples(self, promql: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """Poll ``promql`` until it answers at least one series; its result."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = await self.query(promql)
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no samples for {promql!r} within {timeout:g} s\n{self.log_tail()}"
+                )
+            await asyncio.sleep(0.2)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.kill()
