@@ -17,9 +17,14 @@ from tests.support.configs import config_with
 from tests.support.servers import free_port, serve_app
 
 PAYLOAD: dict[str, Any] = {
-    "rate_of_requests": 20, "number_of_requests": 10, "retries_enabled": True,
-    "rate_limiting": 0, "rate_limiting_algo": "token_bucket", "cache_enabled": False,
-    "cache_ttl": 0, "db_latency": 0,
+    "rate_of_requests": 20,
+    "number_of_requests": 10,
+    "retries_enabled": True,
+    "rate_limiting": 0,
+    "rate_limiting_algo": "token_bucket",
+    "cache_enabled": False,
+    "cache_ttl": 0,
+    "db_latency": 0,
 }
 
 
@@ -32,11 +37,19 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_recent_requests_and_their_traces(http: httpx.AsyncClient) -> None:
-    failing = config_with(failure_injection_enabled=True, failure_rate=1.0, max_retries=2,
-                          db_latency_min_ms=1, db_latency_max_ms=2)
+    failing = config_with(
+        failure_injection_enabled=True,
+        failure_rate=1.0,
+        max_retries=2,
+        db_latency_min_ms=1,
+        db_latency_max_ms=2,
+    )
     await http.put("/v1/config/failure", json=failing.model_dump())
-    results = (await http.post("/v1/traffic/generate",
-                               json={"mode": "burst", "count": 5, "payload": PAYLOAD})).json()
+    results = (
+        await http.post(
+            "/v1/traffic/generate", json={"mode": "burst", "count": 5, "payload": PAYLOAD}
+        )
+    ).json()
     assert [r["status"] for r in results] == ["failure"] * 5
 
     recent = (await http.get("/v1/requests/recent", params={"limit": 3})).json()
@@ -45,8 +58,15 @@ async def test_recent_requests_and_their_traces(http: httpx.AsyncClient) -> None
     assert stamps == sorted(stamps, reverse=True)
     ids = {r["request_id"] for r in results}
     for summary in recent:
-        assert set(summary) == {"request_id", "status", "latency_ms", "retry_count",
-                                "timestamp", "endpoint", "method"}
+        assert set(summary) == {
+            "request_id",
+            "status",
+            "latency_ms",
+            "retry_count",
+            "timestamp",
+            "endpoint",
+            "method",
+        }
         assert summary["request_id"] in ids
         assert summary["status"] == 503
         assert summary["retry_count"] == 2
@@ -98,8 +118,14 @@ async def test_metrics_json_counts_the_requests_made(http: httpx.AsyncClient) ->
     await http.post("/v1/traffic/generate", json={"mode": "burst", "count": 20, "payload": PAYLOAD})
     await asyncio.sleep(0.6)  # two samples after the burst
     data = (await http.get("/metrics/json", params={"window": "30s"})).json()
-    assert set(data) == {"timestamp", "request_rate", "error_rate", "retry_count",
-                         "p95_latency", "p99_latency"}
+    assert set(data) == {
+        "timestamp",
+        "request_rate",
+        "error_rate",
+        "retry_count",
+        "p95_latency",
+        "p99_latency",
+    }
     assert isinstance(data["timestamp"], int)
     assert data["request_rate"] > 0
     # increase() over the window extrapolates, so 20 requests read as about 20 over 30 s.

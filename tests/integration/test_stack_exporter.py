@@ -1,0 +1,158 @@
+"""``failure-lab exporter`` (stack mode): control calls forwarded, reads from the backends.
+
+A real simulator (without the embedded shim) and a real Prometheus scraping it; Jaeger is
+not running here, so its URL points at a closed port: the shim must say so by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter.app import MissingBackend, create_exporter_app
+from simulator.app import create_app
+from simulator.settings import Settings
+from tests.support.configs import config_with
+from tests.support.prometheus import PrometheusProcess
+from tests.support.servers import free_port, serve_app
+
+PAYLOAD: dict[str, Any] = {
+    "rate_of_requests": 20,
+    "number_of_requests": 3,
+    "retries_enabled": True,
+    "rate_limiting": 0,
+    "rate_limiting_algo": "token_bucket",
+    "cache_enabled": True,
+    "cache_ttl": 5,
+    "db_latency": 0,
+}
+
+
+@dataclass
+class Stack:
+    shim: httpx.AsyncClient
+    simulator: httpx.AsyncClient
+    prometheus: PrometheusProcess
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    sim_port, shim_port = free_port(), free_port()
+    simulator = create_app(Settings(port=sim_port), embedded_shim=False)
+    async with (
+        serve_app(simulator, sim_port) as sim_url,
+        PrometheusProcess(tmp_path, [f"127.0.0.1:{sim_port}"]) as prometheus,
+    ):
+        shim_app = create_exporter_app(
+            Settings(
+                port=shim_port,
+                prometheus_url=prometheus.url,
+                simulator_url=sim_url,
+                jaeger_url=f"http://127.0.0.1:{free_port()}",
+                backend_timeout_seconds=1.0,
+            )
+        )
+        async with (
+            serve_app(shim_app, shim_port) as shim_url,
+            httpx.AsyncClient(base_url=shim_url, timeout=15) as shim,
+            httpx.AsyncClient(base_url=sim_url, timeout=15) as direct,
+        ):
+            yield Stack(shim, direct, prometheus)
+
+
+def test_exporter_refuses_to_start_without_its_backends() -> None:
+    with pytest.raises(MissingBackend, match="FAILURE_LAB_JAEGER_URL"):
+        create_exporter_app(Settings(prometheus_url="http://x", simulator_url="http://y"))
+
+
+async def test_control_calls_are_forwarded_unchanged(stack: Stack) -> None:
+    config = config_with(db_latency_min_ms=1, db_latency_max_ms=2).model_dump()
+    response = await stack.shim.put("/v1/config/failure", json=config)
+    assert response.status_code == 200
+    assert (await stack.simulator.get("/v1/config/failure")).json() == config
+
+    results = await stack.shim.post(
+        "/v1/traffic/generate", json={"mode": "burst", "count": 4, "payload": PAYLOAD}
+    )
+    assert results.status_code == 200
+    assert len(results.json()) == 4
+    assert (await stack.shim.get("/v1/traffic/status")).json() == (
+        await stack.simulator.get("/v1/traffic/status")
+    ).json()
+
+    bad = {"mode": "burst", "count": 10**6, "payload": PAYLOAD}
+    via_shim = await stack.shim.post("/v1/traffic/generate", json=bad)
+    direct = await stack.simulator.post("/v1/traffic/generate", json=bad)
+    assert via_shim.status_code == direct.status_code == 422
+    assert via_shim.json() == direct.json()
+    missing = await stack.shim.get("/v1/traffic/jobs/nope")
+    assert missing.status_code == 404
+    assert missing.json() == (await stack.simulator.get("/v1/traffic/jobs/nope")).json()
+
+
+async def test_metrics_come_from_prometheus_and_jaeger_down_is_named(stack: Stack) -> None:
+    config = config_with(db_latency_min_ms=1, db_latency_max_ms=2).model_dump()
+    await stack.shim.put("/v1/config/failure", json=config)
+    # A scrape before the traffic, so rate() has the zero it starts from.
+    await stack.prometheus.wait_for_samples("failure_lab_http_requests_total", timeout=15)
+    await stack.shim.post(
+        "/v1/traffic/generate", json={"mode": "burst", "count": 30, "payload": PAYLOAD}
+    )
+    await stack.prometheus.wait_for_samples(
+        "sum(failure_lab_http_requests_total) >= 30", timeout=15
+    )
+    await asyncio.sleep(1.5)
+    data = (await stack.shim.get("/metrics/json", params={"window": "30s"})).json()
+    assert data["request_rate"] > 0
+    assert data["error_rate"] == 0
+
+    for path in ("/v1/requests/recent", "/v1/trace/0af7651916cd43dd8448eb211c80319c"):
+        response = await stack.shim.get(path)
+        assert response.status_code == 503
+        assert response.json()["detail"].startswith("jaeger unavailable")
+
+    health = (await stack.shim.get("/health")).json()
+    assert health["status"] == "degraded"
+    assert health["checks"]["prometheus"]["status"] == "healthy"
+    assert health["checks"]["simulator"]["status"] == "healthy"
+    assert health["checks"]["jaeger"]["status"] == "unhealthy"
+    status = (await stack.shim.get("/v1/status")).json()
+    roles = {b["name"]: (b["role"], b["healthy"]) for b in status["backends"]}
+    assert roles["prometheus"] == ("metrics", True)
+    assert roles["jaeger"] == ("traces", False)
+
+
+async def test_prometheus_down_is_503_naming_it_then_recovers(stack: Stack) -> None:
+    stack.prometheus.kill()
+    started = asyncio.get_running_loop().time()
+    response = await stack.shim.get("/metrics/json")
+    assert asyncio.get_running_loop().time() - started < 3
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("prometheus")
+    await stack.prometheus.start()
+    response = await stack.shim.get("/metrics/json")
+    assert response.status_code == 200
+
+
+async def test_simulator_down_is_503_naming_it(tmp_path: Path) -> None:
+    shim_port = free_port()
+    app = create_exporter_app(
+        Settings(
+            port=shim_port,
+            prometheus_url=f"http://127.0.0.1:{free_port()}",
+            jaeger_url=f"http://127.0.0.1:{free_port()}",
+            simulator_url=f"http://127.0.0.1:{free_port()}",
+        )
+    )
+    async with serve_app(app, shim_port) as url, httpx.AsyncClient(base_url=url) as shim:
+        response = await shim.get("/v1/traffic/status")
+        assert response.status_code == 503
+        assert response.json()["detail"].startswith("simulator unavailable")
+        health = (await shim.get("/health")).json()
+        assert health["status"] == "unhealthy"
