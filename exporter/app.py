@@ -16,6 +16,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import routes
+from exporter.feed import LiveFeed
+from exporter.feed import router as feed_router
 from exporter.forward import Forwarder, forwarding_router
 from exporter.metrics import ExporterMetrics
 from exporter.monitor import BackendMonitor
@@ -62,7 +64,9 @@ def create_exporter_app(settings: Settings) -> FastAPI:
         app.state.exporter = runtime
         app.state.forwarder = forwarder
         try:
-            yield
+            async with LiveFeed(runtime, metrics).running() as feed:
+                app.state.feed = feed
+                yield
         finally:
             await runtime.aclose()
             await forwarder.aclose()
@@ -76,6 +80,7 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     app.state.registry = registry
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(feed_router)
     app.include_router(forwarding_router())
 
     @app.get("/metrics", include_in_schema=False)

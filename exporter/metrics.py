@@ -47,7 +47,7 @@ class ExporterMetrics:
         )
         self.ws_disconnects = Counter(
             "failure_lab_exporter_websocket_disconnects",
-            "Live-feed clients that left, by reason (closed, slow, error).",
+            "Live-feed clients that left, by reason (closed, slow, error, rejected, shutdown).",
             ["reason"],
             registry=registry,
         )

@@ -19,20 +19,19 @@ from exporter.errors import SourceError
 from exporter.runtime import ExporterRuntime
 from exporter.sources.base import LatencySummary
 from exporter.spans import parse_request_id
-from exporter.translate import RequestSummary, TraceResponse, build_trace, iso, summarize
+from exporter.translate import (
+    MetricsData,
+    RequestSummary,
+    TraceResponse,
+    build_trace,
+    iso,
+    metrics_data,
+    summarize,
+)
 from exporter.window import parse_window
 
 router = APIRouter(tags=["read"])
 MIN_WINDOW_SECONDS = 2.0
-
-
-class MetricsData(BaseModel):
-    timestamp: int
-    request_rate: float
-    error_rate: float
-    retry_count: float
-    p95_latency: float
-    p99_latency: float
 
 
 class StageLatency(BaseModel):
@@ -99,23 +98,12 @@ def _window(runtime: ExporterRuntime, window: str | None) -> float:
 WindowParam = Annotated[str | None, Query(description="Duration like 30s, 1m, 1m30s (default 1m).")]
 
 
-def _ms(value: float | None) -> float:
-    return round(value, 3) if value is not None else 0.0
-
-
 @router.get("/metrics/json", summary="Request rate, error rate, retries, p95/p99 over a window")
 async def metrics_json(request: Request, window: WindowParam = None) -> MetricsData:
     runtime = _runtime(request)
     seconds = _window(runtime, window)
     red = await runtime.monitor.call(runtime.metrics.name, runtime.metrics.red(seconds))
-    return MetricsData(
-        timestamp=int(time.time() * 1000),
-        request_rate=round(red.request_rate, 4),
-        error_rate=round(red.error_rate, 6),
-        retry_count=round(red.retry_count, 3),
-        p95_latency=_ms(red.p95_latency_ms),
-        p99_latency=_ms(red.p99_latency_ms),
-    )
+    return metrics_data(red, int(time.time() * 1000))
 
 
 def _stage(summary: LatencySummary | None) -> StageLatency:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from exporter.sources.base import RedFigures
 from exporter.spans import AttributeValue, SpanRecord, trace_id_to_uuid
 
 FAILURE_EVENTS = frozenset(
@@ -31,6 +32,31 @@ FAILURE_EVENTS = frozenset(
 RETRY_EVENTS = frozenset({"retry.attempt"})
 STATUS_KEYS = ("http.response.status_code", "http.status_code")
 METHOD_KEYS = ("http.request.method", "http.method")
+
+
+class MetricsData(BaseModel):
+    timestamp: int = Field(description="milliseconds since the epoch")
+    request_rate: float = Field(description="req/s over the window")
+    error_rate: float = Field(description="0..1: 5xx and 429 over all requests")
+    retry_count: float = Field(description="retries in the window")
+    p95_latency: float = Field(description="ms; 0 when no request finished in the window")
+    p99_latency: float = Field(description="ms; 0 when no request finished in the window")
+
+
+def _ms(value: float | None) -> float:
+    return round(value, 3) if value is not None else 0.0
+
+
+def metrics_data(red: RedFigures, timestamp_ms: int) -> MetricsData:
+    """Seed 000's ``MetricsData`` from the RED figures of a window."""
+    return MetricsData(
+        timestamp=timestamp_ms,
+        request_rate=round(red.request_rate, 4),
+        error_rate=round(red.error_rate, 6),
+        retry_count=round(red.retry_count, 3),
+        p95_latency=_ms(red.p95_latency_ms),
+        p99_latency=_ms(red.p99_latency_ms),
+    )
 
 
 class RequestSummary(BaseModel):

@@ -20,6 +20,8 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter import routes as exporter_routes
 from exporter.embedded import EmbeddedShim
+from exporter.feed import LiveFeed
+from exporter.feed import router as feed_router
 from simulator.api import control, users
 from simulator.errors import install_error_handlers
 from simulator.generator.metrics import GeneratorMetrics
@@ -60,6 +62,8 @@ def create_app(
             async with AsyncExitStack() as stack:
                 if shim is not None:
                     app.state.exporter = await stack.enter_async_context(shim.running())
+                    feed = LiveFeed(app.state.exporter, shim.metrics)
+                    app.state.feed = await stack.enter_async_context(feed.running())
                 yield
         finally:
             await runtime.aclose()
@@ -78,6 +82,7 @@ def create_app(
     app.include_router(control.router)
     if shim is not None:
         app.include_router(exporter_routes.router)
+        app.include_router(feed_router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:

@@ -35,6 +35,9 @@ class Server(uvicorn.Server):
         runtime: Any = getattr(self._app.state, "runtime", None)
         if runtime is not None:
             await runtime.jobs.aclose()
+        feed: Any = getattr(self._app.state, "feed", None)
+        if feed is not None:
+            await feed.aclose()  # 1001 to every live-feed client before uvicorn's 1012
         await super().shutdown(sockets)
 
 
