@@ -40,7 +40,7 @@ class EmbeddedShim:
         self.ring = SampleRing(registry, capacity)
         self.runtime = ExporterRuntime(
             settings=settings,
-            metrics=EmbeddedMetricsSource(self.ring),
+            metrics=EmbeddedMetricsSource(self.ring, interval=interval),
             traces=EmbeddedTraceSource(self.store),
             monitor=BackendMonitor(settings.backend_timeout_seconds, self.metrics),
         )

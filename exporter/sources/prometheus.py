@@ -18,7 +18,15 @@ from typing import Any, Final, TypeVar
 import httpx
 
 from exporter.errors import SourceTimeout, SourceUnavailable
-from exporter.figures import LATENCY, RED, Figure, latency_summaries, red_figures, render
+from exporter.figures import (
+    LATENCY,
+    RED,
+    Figure,
+    Values,
+    latency_summaries,
+    red_figures,
+    render,
+)
 from exporter.sources.base import LatencySummary, RedFigures
 
 T = TypeVar("T")
@@ -65,16 +73,20 @@ class PrometheusSource:
         if self._owns_client:
             await self._client.aclose()
 
-    async def _figures(self, figures: Sequence[Figure], window_seconds: float) -> dict[str, Any]:
+    async def _figures(self, figures: Sequence[Figure], window_seconds: float) -> Values:
+        """Every figure at one evaluation time; all queries run to the end (or the bound)
+        before the first failure, if any, is raised."""
         queries = [render(figure.expr, window_seconds) for figure in figures]
         at = time.time()
         answers = await self._within(
             asyncio.gather(*(self._query(q, at) for q in queries), return_exceptions=True)
         )
-        for answer in answers:
+        values: dict[str, float | None] = {}
+        for figure, answer in zip(figures, answers, strict=True):
             if isinstance(answer, BaseException):
                 raise answer
-        return {figure.key: answer for figure, answer in zip(figures, answers, strict=True)}
+            values[figure.key] = answer
+        return values
 
     async def _within(self, work: Awaitable[T]) -> T:
         try:

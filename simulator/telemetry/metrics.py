@@ -14,7 +14,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from simulator.models import FailureConfig
-from simulator.telemetry.buckets import LATENCY_BUCKETS
+from simulator.telemetry.buckets import CACHE_BUCKETS, LATENCY_BUCKETS
 
 LIST, ONE, ERROR = "/api/v1/users", "/api/v1/users/{id}", "/api/v1/users/error"
 _ADMISSION = (("429", "rate_limited"), ("400", "bad_request"))
@@ -97,7 +97,7 @@ class ServiceMetrics:
             "failure_lab_cache_operation_duration_seconds",
             "Time spent on cache operations, errors and timeouts included.",
             ["operation"],
-            buckets=LATENCY_BUCKETS,
+            buckets=CACHE_BUCKETS,
             registry=registry,
         )
         self.db_duration = Histogram(

@@ -170,6 +170,20 @@ class PrometheusProcess:
                 )
             await asyncio.sleep(0.2)
 
+    async def wait_for_scrape(self, after: float, timeout: float = 15.0) -> float:
+        """Wait until every target has been scraped at a time later than ``after`` (Unix
+        seconds); the time of the oldest of those newest scrapes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = await self.query("min(timestamp(up))")
+            if result and (scraped := float(result[0]["value"][1])) > after:
+                return scraped
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no scrape after {after:.3f} within {timeout:g} s\n{self.log_tail()}"
+                )
+            await asyncio.sleep(0.1)
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
