@@ -1,0 +1,260 @@
+"""``grafana/``: provisioning and dashboards, checked without a Grafana.
+
+Grafana cannot run here, so what it would refuse or silently show empty is checked from the
+files: the dashboards against Grafana's own JSON schemas (``../shared/schemas``), datasource
+uids against provisioning, and every metric a query reads against the names the simulator
+and the exporter really serve or the recording rules record. Whether each query returns data
+is checked against a real Prometheus in ``test_live_stack.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stack.schema import Validator, load_schema
+from tests.stack.stackfiles import (
+    PROMETHEUS_BUILTINS,
+    PROVISIONING,
+    all_prometheus_queries,
+    dashboard_paths,
+    load_dashboard,
+    load_yaml,
+    metric_names,
+    panels,
+    recorded_names,
+    substitute,
+)
+
+DASHBOARDS = {path.stem: path for path in dashboard_paths()}
+PANEL_SCHEMAS = ("timeseries", "stat", "table")
+GRAFANA_EXPANSION = re.compile(r"(?<!\$)\$(?!\$)")
+
+
+def datasources() -> dict[str, dict[str, Any]]:
+    document = load_yaml(PROVISIONING / "datasources" / "datasources.yml")
+    return {source["uid"]: source for source in document["datasources"]}
+
+
+def datasource_refs(node: Any) -> list[dict[str, Any]]:
+    """Every ``datasource`` object anywhere in a dashboard."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("datasource"), dict):
+            found.append(node["datasource"])
+        for value in node.values():
+            found.extend(datasource_refs(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(datasource_refs(item))
+    return found
+
+
+def test_both_dashboards_exist() -> None:
+    assert set(DASHBOARDS) == {"overview", "traces"}
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_dashboard_is_valid_json_with_unique_ids(name: str) -> None:
+    text = DASHBOARDS[name].read_text(encoding="utf-8")
+    dashboard = json.loads(text)
+    # Stored as json.dumps(indent=2) writes it, so a regenerated file gives a clean diff.
+    assert text == json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
+    assert dashboard["uid"] == f"failure-lab-{name}"
+    ids = [panel["id"] for panel in panels(dashboard)]
+    assert len(ids) == len(set(ids)), f"duplicate panel ids in {name}: {ids}"
+    assert all(isinstance(panel_id, int) and panel_id > 0 for panel_id in ids)
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_panels_do_not_overlap_and_fit_the_grid(name: str) -> None:
+    taken: dict[tuple[int, int], str] = {}
+    for panel in panels(load_dashboard(DASHBOARDS[name])):
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in taken, f"{panel['title']!r} overlaps {taken[(x, y)]!r}"
+                taken[(x, y)] = panel["title"]
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_dashboard_matches_grafana_schemas(name: str) -> None:
+    dashboard = load_dashboard(DASHBOARDS[name])
+    errors = Validator(load_schema("dashboard")).errors(dashboard)
+    query = Validator(load_schema("prometheus"))
+    for panel in panels(dashboard):
+        where = f"panel {panel['id']} {panel['title']!r}"
+        if panel["type"] in PANEL_SCHEMAS:
+            schema = Validator(load_schema(panel["type"]))
+            options = schema.errors(panel["options"], schema.definition("Options"))
+            errors += [f"{where} options {e}" for e in options]
+            custom = panel["fieldConfig"]["defaults"].get("custom")
+            if custom is not None:
+                errors += [
+                    f"{where} custom {e}"
+                    for e in schema.errors(custom, schema.definition("FieldConfig"))
+                ]
+        for target in panel.get("targets", []):
+            if target.get("datasource", {}).get("type") == "prometheus":
+                errors += [f"{where} {target['refId']} {e}" for e in query.errors(target)]
+    assert not errors, "\n".join(errors)
+
+
+def test_the_validator_rejects_what_grafana_would() -> None:
+    """The schema check is only worth something if it catches mistakes."""
+    validator = Validator(load_schema("dashboard"))
+    dashboard = load_dashboard(DASHBOARDS["overview"])
+    broken = json.loads(json.dumps(dashboard))
+    del broken["schemaVersion"]
+    broken["panels"][1]["gridPos"]["w"] = 30
+    broken["panels"][1]["titel"] = "typo"
+    errors = validator.errors(broken)
+    assert any("'schemaVersion' is a required property" in e for e in errors)
+    assert any("oneOf" in e for e in errors), errors  # the panel no longer matches Panel
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_every_datasource_used_is_provisioned(name: str) -> None:
+    provisioned = datasources()
+    for ref in datasource_refs(load_dashboard(DASHBOARDS[name])):
+        assert ref["uid"] in provisioned, ref
+        assert provisioned[ref["uid"]]["type"] == ref["type"], ref
+
+
+def test_every_query_reads_served_or_recorded_metrics(served_metric_names: set[str]) -> None:
+    known = served_metric_names | recorded_names() | PROMETHEUS_BUILTINS
+    queries = all_prometheus_queries()
+    assert len(queries) > 40
+    for query in queries:
+        names = metric_names(query.promql)
+        assert names, f"{query.dashboard} {query.where}: no metric in {query.expr!r}"
+        unknown = names - known
+        assert not unknown, f"{query.dashboard} {query.where} reads {unknown}"
+
+
+def test_every_recording_rule_is_read_by_a_dashboard() -> None:
+    read = set().union(*(metric_names(query.promql) for query in all_prometheus_queries()))
+    # The bucket rates only feed the quantile rules; the target average feeds the ratio.
+    unread = recorded_names() - read
+    assert unread <= {
+        "job_le:failure_lab_http_request_duration_seconds_bucket:rate1m",
+        "job:failure_lab_generator_target_rps:avg1m",
+        "job_algorithm:failure_lab_ratelimit_limited:ratio_rate1m",
+        "job:failure_lab_generator_sent_over_target:ratio_rate1m",
+    }, unread
+
+
+def test_dashboard_variables_are_all_substituted() -> None:
+    for query in all_prometheus_queries():
+        assert "$" not in query.promql, query
+
+
+def test_latency_panels_ask_for_exemplars() -> None:
+    with_exemplars = [query for query in all_prometheus_queries() if query.exemplar]
+    assert {query.dashboard for query in with_exemplars} == {"overview", "traces"}
+    assert any("failure_lab_http_request_duration_seconds" in q.expr for q in with_exemplars)
+
+
+def test_overview_shows_the_failure_config_and_its_changes() -> None:
+    overview = load_dashboard(DASHBOARDS["overview"])
+    fields = {
+        match
+        for panel in panels(overview)
+        for target in panel.get("targets", [])
+        for match in re.findall(r'failure_lab_failure_config\{field="(\w+)"\}', target["expr"])
+    }
+    assert fields == {
+        "failure_injection_enabled",
+        "failure_rate",
+        "db_latency_min_ms",
+        "db_latency_max_ms",
+        "db_timeout_seconds",
+        "redis_timeout_seconds",
+        "max_retries",
+    }
+    annotations = overview["annotations"]["list"]
+    assert any("failure_lab_failure_config" in a["expr"] for a in annotations)
+    assert any("ALERTS" in t["expr"] for p in panels(overview) for t in p.get("targets", []))
+
+
+def test_traces_dashboard_searches_the_service_and_shows_a_trace() -> None:
+    traces = load_dashboard(DASHBOARDS["traces"])
+    jaeger = [
+        target
+        for panel in panels(traces)
+        for target in panel.get("targets", [])
+        if target["datasource"]["type"] == "jaeger"
+    ]
+    searches = [target for target in jaeger if target.get("queryType") == "search"]
+    assert searches
+    assert all(t["service"] == "failure-lab-simulator" for t in searches)
+    assert any(t.get("tags") == "error=true" for t in searches)
+    assert any("minDuration" in t for t in searches)
+    viewers = [panel for panel in panels(traces) if panel["type"] == "traces"]
+    assert len(viewers) == 1
+    assert viewers[0]["targets"][0]["query"] == "${trace_id}"
+    variables = {variable["name"] for variable in traces["templating"]["list"]}
+    assert variables == {"trace_id"}
+
+
+# --- provisioning --------------------------------------------------------------------------
+
+
+def test_datasources_link_exemplars_to_traces_and_traces_to_metrics() -> None:
+    sources = datasources()
+    assert set(sources) == {"prometheus", "jaeger"}
+    prometheus, jaeger = sources["prometheus"], sources["jaeger"]
+    assert (prometheus["type"], prometheus["url"]) == ("prometheus", "http://prometheus:9090")
+    assert (jaeger["type"], jaeger["url"]) == ("jaeger", "http://jaeger:16686")
+    assert prometheus["jsonData"]["exemplarTraceIdDestinations"] == [
+        {"name": "trace_id", "datasourceUid": "jaeger", "urlDisplayLabel": "Open trace in Jaeger"}
+    ]
+    to_metrics = jaeger["jsonData"]["tracesToMetrics"]
+    assert to_metrics["datasourceUid"] == "prometheus"
+    assert len(to_metrics["queries"]) >= 2
+    for query in to_metrics["queries"]:
+        assert "{$$__tags}" in query["query"], "a literal $ must be $$ in provisioning"
+
+
+def test_trace_to_metrics_queries_read_served_metrics(served_metric_names: set[str]) -> None:
+    for query in datasources()["jaeger"]["jsonData"]["tracesToMetrics"]["queries"]:
+        promql = query["query"].replace("{$$__tags}", "")
+        assert metric_names(promql) <= served_metric_names, query
+
+
+def test_provisioning_has_no_unescaped_dollar() -> None:
+    for path in PROVISIONING.rglob("*"):
+        if path.is_file():
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                code = line.split("#", 1)[0]
+                assert not GRAFANA_EXPANSION.search(code), f"{path}:{number}: {line}"
+
+
+def test_dashboard_provider_reads_the_mounted_folder() -> None:
+    document = load_yaml(PROVISIONING / "dashboards" / "dashboards.yml")
+    assert document["apiVersion"] == 1
+    (provider,) = document["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_provisioning_folders_hold_only_files_grafana_accepts() -> None:
+    # Older Grafana releases refuse to start on any other file in the alerting folder.
+    for folder in ("datasources", "dashboards", "alerting"):
+        files = list((PROVISIONING / folder).iterdir())
+        assert files, folder
+        for path in files:
+            assert Path(path).suffix in (".yml", ".yaml", ".json"), path
+            assert load_yaml(path)["apiVersion"] == 1, path
+
+
+def test_grafana_variables_substitute_as_grafana_would() -> None:
+    assert substitute("rate(x[$__rate_interval])") == "rate(x[15s])"
+    assert substitute("increase(x[${__range}])") == "increase(x[1m])"
+    with pytest.raises(KeyError):
+        substitute('rate(x{job=~"$job"}[1m])')
