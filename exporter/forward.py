@@ -1,6 +1,6 @@
 """Stack mode: the control half of the contract is forwarded to the simulator.
 
-``/v1/traffic/*`` and ``/v1/config/*`` arrive at the shim on port 8000 and are passed to
+``/v1/traffic/*``, ``/v1/config/*`` and ``/v1/disruptions*`` arrive at the shim on port 8000 and are passed to
 the simulator unchanged (method, query, body, content type); its status code and body come
 back unchanged, so clients see one contract in both modes. A simulator that is down or
 slow is a 503 naming it, within ``forward_timeout_seconds``.
@@ -62,7 +62,9 @@ def forwarding_router() -> APIRouter:
 
     @router.api_route("/v1/traffic/{rest:path}", methods=methods, summary="Forwarded")
     @router.api_route("/v1/config/{rest:path}", methods=methods, summary="Forwarded")
-    async def forward(request: Request, rest: str) -> Response:
+    @router.api_route("/v1/disruptions", methods=methods, summary="Forwarded")
+    @router.api_route("/v1/disruptions/{rest:path}", methods=methods, summary="Forwarded")
+    async def forward(request: Request, rest: str = "") -> Response:
         forwarder: Forwarder = request.app.state.forwarder
         return await forwarder.forward(request)
 

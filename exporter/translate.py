@@ -26,6 +26,7 @@ FAILURE_EVENTS = frozenset(
         "db.error",
         "db.timeout",
         "injected_error",
+        "circuit.open",
         "span.error",
     }
 )
@@ -94,6 +95,14 @@ class TraceResponse(BaseModel):
     retry_attempts: list[TraceEvent]
 
 
+def is_failure(event: TraceEvent) -> bool:
+    """A failure point: a failing stage, or a disruption that failed or refused the request
+    (a disruption that only delayed it is not a failure)."""
+    if event.event_type == "disruption":
+        return event.metadata.get("effect") in ("failed", "refused")
+    return event.event_type in FAILURE_EVENTS
+
+
 def iso(unix_nano: int) -> str:
     """ISO 8601 UTC with microseconds and a Z, as JavaScript's Date parses it."""
     moment = datetime.fromtimestamp(unix_nano / 1e9, tz=UTC)
@@ -160,7 +169,7 @@ def _events(spans: Sequence[SpanRecord], request_id: str) -> list[TraceEvent]:
                     ),
                 )
             )
-    if not any(event.event_type in FAILURE_EVENTS for _, event in found):
+    if not any(is_failure(event) for _, event in found):
         for span in spans:
             if span.status == "error":
                 span_hex = f"{span.span_id:016x}"
@@ -212,6 +221,6 @@ def build_trace(spans: Sequence[SpanRecord]) -> TraceResponse:
     return TraceResponse(
         trace=trace,
         event_count=len(events),
-        failure_points=[e for e in events if e.event_type in FAILURE_EVENTS],
+        failure_points=[e for e in events if is_failure(e)],
         retry_attempts=[e for e in events if e.event_type in RETRY_EVENTS],
     )

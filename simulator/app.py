@@ -22,7 +22,7 @@ from exporter import routes as exporter_routes
 from exporter.embedded import EmbeddedShim
 from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
-from simulator.api import control, users
+from simulator.api import control, disruptions, users
 from simulator.errors import install_error_handlers
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.runtime import Runtime
@@ -80,6 +80,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(users.router)
     app.include_router(control.router)
+    app.include_router(disruptions.router)
     if shim is not None:
         app.include_router(exporter_routes.router)
         app.include_router(feed_router)

@@ -142,3 +142,70 @@ class Job(BaseModel):
     started_at: datetime
     ended_at: datetime | None = None
     stats: JobStats
+
+
+class CircuitBreakerConfig(_Request):
+    """The database circuit breaker of this process; a PUT replaces it whole."""
+
+    enabled: bool
+    failure_threshold: int = Field(
+        ge=1, le=10_000, description="Consecutive failed database attempts that open it."
+    )
+    open_seconds: float = Field(
+        gt=0, le=3600, description="Seconds it stays open before one probe is let through."
+    )
+
+
+class CircuitBreakerStatus(BaseModel):
+    enabled: bool
+    failure_threshold: int
+    open_seconds: float
+    state: Literal["closed", "open", "half_open"]
+    consecutive_failures: int
+    trips: int = Field(description="Times it opened since this process started.")
+
+
+DisruptionType = Literal[
+    "db_outage", "db_latency_spike", "cache_outage", "error_burst", "rate_limit_squeeze"
+]
+DisruptionStatus = Literal["active", "expired", "cancelled"]
+# Route templates of the simulated user API, the endpoints a disruption can target.
+UserRoute = Literal["/api/v1/users", "/api/v1/users/{id}", "/api/v1/users/error"]
+
+
+class DisruptionRequest(_Request):
+    """A time-boxed disruption; ``endpoints`` are route templates, default all of them.
+
+    Whether the endpoints exist and the duration is under its cap is checked by the
+    service layer, which knows the routes and the settings.
+    """
+
+    type: DisruptionType
+    severity: float = Field(ge=0, le=1)
+    duration_seconds: float = Field(gt=0)
+    endpoints: list[UserRoute] | None = Field(default=None, min_length=1, max_length=20)
+
+
+class Disruption(BaseModel):
+    disruption_id: str
+    type: DisruptionType
+    severity: float
+    endpoints: list[str]
+    created_at: datetime
+    active_until: datetime
+    time_remaining_seconds: float
+    requests_affected: int
+    status: DisruptionStatus
+    ended_at: datetime | None = None
+
+
+class DisruptionList(BaseModel):
+    disruptions: list[Disruption]
+    count: int
+    timestamp: datetime
+
+
+class DisruptionsCleared(BaseModel):
+    cleared: int
+    message: str
+    disruptions: list[Disruption]

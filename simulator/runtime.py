@@ -3,7 +3,8 @@
 Backends are chosen here, once, from settings (Redis when ``redis_url`` is set, in-process
 otherwise); handlers receive the finished objects and never branch on the backend.
 Closing order matters: stop generating traffic first, then the client, then flush spans,
-then drop the Redis connection.
+then drop the Redis connection. Disruptions and the circuit breaker are state of this
+process only, so a restart starts with none and a closed breaker.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ import redis.asyncio as aioredis
 from opentelemetry.sdk.trace import TracerProvider
 
 from simulator.backoff import Backoff
+from simulator.breaker import CircuitBreaker, State
 from simulator.cache import Cache, MemoryCache, RedisCache
 from simulator.database import SimulatedDatabase
+from simulator.disruptions import DisruptionRegistry
 from simulator.faults import FailureConfigStore, MemoryConfigStore, RedisConfigStore
 from simulator.generator.engine import TrafficEngine
 from simulator.generator.jobs import JobManager
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import RequestPlanner
-from simulator.models import FailureConfig
+from simulator.models import CircuitBreakerConfig, FailureConfig
 from simulator.pipeline import Pipeline
 from simulator.ratelimit import RateLimiter
 from simulator.ratelimit.memory import MemoryRateLimiter
@@ -48,6 +51,8 @@ class Runtime:
     pipeline: Pipeline
     engine: TrafficEngine
     jobs: JobManager
+    breaker: CircuitBreaker
+    disruptions: DisruptionRegistry
     redis: aioredis.Redis | None = None
     closers: list[Cache | RateLimiter] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
@@ -91,6 +96,25 @@ class Runtime:
             store = MemoryConfigStore(on_change=on_config)
         metrics.show_config(await store.current())
 
+        def on_breaker(old: State, new: State) -> None:
+            metrics.show_breaker(new, breaker.enabled)
+            if new == "open":
+                metrics.breaker_trips.inc()
+            log.info("circuit breaker %s -> %s", old, new)
+
+        breaker = CircuitBreaker(
+            CircuitBreakerConfig(
+                enabled=settings.circuit_breaker_enabled,
+                failure_threshold=settings.circuit_breaker_failure_threshold,
+                open_seconds=settings.circuit_breaker_open_seconds,
+            ),
+            on_transition=on_breaker,
+        )
+        metrics.show_breaker(breaker.state, breaker.enabled)
+        disruptions = DisruptionRegistry(settings, metrics, rng)
+        metrics.watch_disruptions(disruptions.count_active)
+        log.info("disruptions are in-process: none survive a restart")
+
         tracer = tracer_provider.get_tracer("failure_lab.simulator")
         pipeline = Pipeline(
             limiter=limiter,
@@ -101,6 +125,8 @@ class Runtime:
             metrics=metrics,
             tracer=tracer,
             sleep=asyncio.sleep,
+            breaker=breaker,
+            disruptions=disruptions,
         )
         engine = TrafficEngine(
             base_url=settings.target_url or base_url,
@@ -125,13 +151,20 @@ class Runtime:
             pipeline,
             engine,
             jobs,
+            breaker,
+            disruptions,
             client,
             [limiter, cache],
         )
 
+    def configure_breaker(self, config: CircuitBreakerConfig) -> None:
+        self.breaker.configure(config)
+        self.metrics.show_breaker(self.breaker.state, self.breaker.enabled)
+
     async def aclose(self) -> None:
         await self.jobs.aclose()
         await self.engine.aclose()
+        self.disruptions.close()
         for closer in self.closers:
             await closer.aclose()
         flushed = self.tracer_provider.force_flush(int(self.settings.shutdown_grace_seconds * 1000))

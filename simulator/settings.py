@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     # Users in the simulated table; reads pick ids in 1..users so caches warm up.
     simulated_users: int = Field(default=100, ge=1)
 
+    # Circuit breaker around the database (also switchable at run time).
+    circuit_breaker_enabled: bool = False
+    circuit_breaker_failure_threshold: int = Field(default=5, ge=1, le=10_000)
+    circuit_breaker_open_seconds: float = Field(default=5.0, gt=0, le=3600)
+
+    # Disruptions: time-boxed faults held in this process only.
+    max_disruption_seconds: float = Field(default=3600.0, gt=0)
+    max_active_disruptions: int = Field(default=100, ge=1)
+    finished_disruptions_kept: int = Field(default=100, ge=0)
+    disruption_latency_spike_ms: float = Field(default=1000.0, ge=0)
+    disruption_squeeze_rps: float = Field(default=100.0, gt=0)
+
     # Telemetry.
     telemetry_enabled: bool = True
     span_queue_size: int = Field(default=8192, ge=1)

@@ -2,7 +2,8 @@
 
 Caps on count, rate and duration are server settings; a request above one gets 422 naming
 the cap and the setting that raises it. Sustained generation answers 202 with a job that
-can be read and stopped under ``/v1/traffic/jobs``.
+can be read and stopped under ``/v1/traffic/jobs``. The circuit breaker's config can be
+changed at run time too, so a scenario can compare a run with and without it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from simulator.errors import CapExceeded
-from simulator.models import FailureConfig, Job, TrafficRequest, TrafficResult, TrafficStatus
+from simulator.models import (
+    CircuitBreakerConfig,
+    CircuitBreakerStatus,
+    FailureConfig,
+    Job,
+    TrafficRequest,
+    TrafficResult,
+    TrafficStatus,
+)
 from simulator.options import PipelineOptions
 from simulator.runtime import Runtime
 from simulator.settings import Settings
@@ -104,3 +113,30 @@ async def put_failure_config(config: FailureConfig, request: Request) -> Failure
         )
     await runtime.config_store.put(config)
     return config
+
+
+def _breaker_status(runtime: Runtime) -> CircuitBreakerStatus:
+    breaker = runtime.breaker
+    return CircuitBreakerStatus(
+        **breaker.config.model_dump(),
+        state=breaker.state,
+        consecutive_failures=breaker.consecutive_failures,
+        trips=breaker.trips,
+    )
+
+
+@router.get("/v1/config/circuit-breaker", summary="The database circuit breaker and its state")
+async def get_circuit_breaker(request: Request) -> CircuitBreakerStatus:
+    return _breaker_status(_runtime(request))
+
+
+@router.put(
+    "/v1/config/circuit-breaker",
+    summary="Replace the circuit breaker config; turning it off resets it to closed",
+)
+async def put_circuit_breaker(
+    config: CircuitBreakerConfig, request: Request
+) -> CircuitBreakerStatus:
+    runtime = _runtime(request)
+    runtime.configure_breaker(config)
+    return _breaker_status(runtime)

@@ -98,7 +98,8 @@ async def _serve(
 async def _injected_error(
     runtime: Runtime, options: PipelineOptions, error_rate: float, span: trace.Span
 ) -> Outcome:
-    refused = await runtime.pipeline.admit(options, span)
+    pipeline = runtime.pipeline
+    refused = await pipeline.admit(options, span, pipeline.scope(ERROR, span))
     if refused is not None:
         return refused
     if runtime.rng.random() < error_rate:

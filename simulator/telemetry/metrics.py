@@ -8,17 +8,21 @@ stores when it scrapes in OpenMetrics format with exemplar storage on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from simulator.models import FailureConfig
+from simulator.models import DisruptionType, FailureConfig
 from simulator.telemetry.buckets import CACHE_BUCKETS, LATENCY_BUCKETS
 
 LIST, ONE, ERROR = "/api/v1/users", "/api/v1/users/{id}", "/api/v1/users/error"
-_ADMISSION = (("429", "rate_limited"), ("400", "bad_request"))
-_DATABASE = (("503", "db_error"), ("504", "db_timeout"))
+_ADMISSION = (("429", "rate_limited"), ("400", "bad_request"), ("500", "error_burst"))
+_DATABASE = (("503", "db_error"), ("504", "db_timeout"), ("503", "circuit_open"))
 # Every (endpoint, method, status, outcome) the user API can answer, so that each series
 # exists at 0 from the start: rate() cannot see the first increments of a new series.
 ANSWERS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
@@ -41,7 +45,11 @@ OUTCOMES = (
     "db_timeout",
     "injected_error",
     "bad_request",
+    "error_burst",
+    "circuit_open",
 )
+DISRUPTION_TYPES: tuple[str, ...] = get_args(DisruptionType)
+BREAKER_STATES = ("closed", "open", "half_open")
 
 
 class ServiceMetrics:
@@ -140,6 +148,54 @@ class ServiceMetrics:
             "Capacity of the span export queue.",
             registry=registry,
         )
+        self.breaker_state = Gauge(
+            "failure_lab_circuit_breaker_state",
+            "The database circuit breaker's state: 1 for the current one, 0 for the others.",
+            ["state"],
+            registry=registry,
+        )
+        self.breaker_enabled = Gauge(
+            "failure_lab_circuit_breaker_enabled",
+            "Whether the database circuit breaker is on (1) or off (0).",
+            registry=registry,
+        )
+        self.breaker_trips = Counter(
+            "failure_lab_circuit_breaker_trips",
+            "Times the database circuit breaker opened (a failed half-open probe included).",
+            registry=registry,
+        )
+        self.disruptions_active = Gauge(
+            "failure_lab_disruptions_active",
+            "Disruptions active in this process, by type.",
+            ["type"],
+            registry=registry,
+        )
+        self.disruptions_created = Counter(
+            "failure_lab_disruptions_created",
+            "Disruptions created in this process, by type.",
+            ["type"],
+            registry=registry,
+        )
+        self.disruptions_ended = Counter(
+            "failure_lab_disruptions_ended",
+            "Disruptions that ended, by type and reason (expired, cancelled).",
+            ["type", "reason"],
+            registry=registry,
+        )
+        self.disruption_requests_affected = Counter(
+            "failure_lab_disruption_requests_affected",
+            "Requests a disruption changed (counted once per request and disruption).",
+            ["type"],
+            registry=registry,
+        )
+        for state in BREAKER_STATES:
+            self.breaker_state.labels(state).set(1.0 if state == "closed" else 0.0)
+        for kind in DISRUPTION_TYPES:
+            self.disruptions_active.labels(kind)
+            self.disruptions_created.labels(kind)
+            self.disruption_requests_affected.labels(kind)
+            for reason in ("expired", "cancelled"):
+                self.disruptions_ended.labels(kind, reason)
         for (endpoint, method), answers in ANSWERS.items():
             self.request_duration.labels(endpoint, method)
             for status, outcome in answers:
@@ -158,6 +214,16 @@ class ServiceMetrics:
         for operation in ("set", "delete"):
             for result in ("ok", "error"):
                 self.cache_requests.labels(operation, result)
+
+    def show_breaker(self, state: str, enabled: bool) -> None:
+        for name in BREAKER_STATES:
+            self.breaker_state.labels(name).set(1.0 if name == state else 0.0)
+        self.breaker_enabled.set(1.0 if enabled else 0.0)
+
+    def watch_disruptions(self, active: Callable[[str], int]) -> None:
+        """Read the active count of each type at scrape time, so expiry shows at once."""
+        for kind in DISRUPTION_TYPES:
+            self.disruptions_active.labels(kind).set_function(partial(active, kind))
 
     def show_config(self, config: FailureConfig) -> None:
         for field, value in config.model_dump().items():

@@ -1,0 +1,347 @@
+"""Time-boxed disruptions: faults that switch themselves off.
+
+A failure config stays until someone changes it back; a disruption (seed 002) is created
+with a severity and a duration and reverts by itself, so a scenario can say "the database
+is down for 30 s" and walk away. Five types act on the request path:
+
+- ``db_outage``: each database attempt fails with probability ``severity``;
+- ``db_latency_spike``: each attempt takes ``severity x disruption_latency_spike_ms`` more;
+- ``cache_outage``: each cache operation fails (kind ``unavailable``) with probability
+  ``severity``;
+- ``error_burst``: a request is answered 500 before the pipeline with probability
+  ``severity``;
+- ``rate_limit_squeeze``: every request must also pass a ``token_bucket`` limit of
+  ``(1 - severity) x disruption_squeeze_rps`` on the service's own rate limiter.
+
+A disruption applies to requests that start while it is active on their route, and stops
+acting on them the moment it ends. Expiry is checked against the clock wherever a
+disruption is read, so behaviour, listings and the active gauge are exact without any call;
+one timer per registry also ends them at their deadline, which counts and logs the end.
+
+State lives in this process only: every replica has its own, and a restart clears it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import get_args
+
+from opentelemetry.trace import Span
+
+from simulator.cache import CacheError
+from simulator.database import DatabaseError
+from simulator.errors import CapExceeded, Conflict, NotFound
+from simulator.models import (
+    Disruption,
+    DisruptionRequest,
+    DisruptionStatus,
+    DisruptionType,
+    UserRoute,
+)
+from simulator.settings import Settings
+from simulator.telemetry.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+ROUTES: tuple[str, ...] = get_args(UserRoute)
+# Timers may fire a hair before the monotonic deadline; never re-arm closer than this.
+_MIN_TIMER_SECONDS = 0.001
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One disruption as the registry keeps it; ``until`` is on the monotonic clock."""
+
+    disruption_id: str
+    type: DisruptionType
+    severity: float
+    endpoints: tuple[str, ...]
+    duration: float
+    created_wall: float
+    until: float
+    requests_affected: int = 0
+    status: DisruptionStatus = "active"
+    ended_wall: float | None = None
+
+    def live(self, now: float) -> bool:
+        return self.status == "active" and now < self.until
+
+    def describe(self, now: float) -> str:
+        left = max(0.0, self.until - now)
+        return f"{self.disruption_id} ({self.type}, severity {self.severity:g}, {left:.1f}s left)"
+
+
+class DisruptionScope:
+    """The disruptions that apply to one request, and what they did to it.
+
+    Made only when a disruption is active on the request's route, so a request without
+    one pays a single attribute check. Each effect is re-checked against the clock, and
+    the request counts once per disruption in ``requests_affected``.
+    """
+
+    __slots__ = ("_entries", "_registry", "_span", "_touched")
+
+    def __init__(self, registry: DisruptionRegistry, span: Span, entries: list[Entry]) -> None:
+        self._registry = registry
+        self._span = span
+        self._entries = entries
+        self._touched: set[str] = set()
+
+    def live(self, kind: DisruptionType) -> Iterator[Entry]:
+        now = self._registry.clock()
+        for entry in self._entries:
+            if entry.type == kind and entry.live(now):
+                yield entry
+
+    def error_burst(self) -> Entry | None:
+        """The ``error_burst`` that fails this request, if one draws it."""
+        for entry in self.live("error_burst"):
+            if self._registry.draw(entry.severity):
+                self.touch(entry, "failed")
+                return entry
+        return None
+
+    def squeeze_rate(self, entry: Entry) -> float:
+        return round((1.0 - entry.severity) * self._registry.squeeze_rps, 6)
+
+    def db_attempt(self, attempt: int) -> float:
+        """Milliseconds to add to this attempt; raises ``DatabaseError`` for an outage."""
+        for entry in self.live("db_outage"):
+            if self._registry.draw(entry.severity):
+                self.touch(entry, "failed", attempt=attempt)
+                raise DatabaseError("disruption: db_outage")
+        extra = 0.0
+        for entry in self.live("db_latency_spike"):
+            delay = entry.severity * self._registry.latency_spike_ms
+            if delay > 0:
+                self.touch(entry, "delayed", attempt=attempt, delay_ms=delay)
+                extra += delay
+        return extra
+
+    def cache_operation(self, operation: str) -> None:
+        """Raises ``CacheError`` when a ``cache_outage`` fails this operation."""
+        for entry in self.live("cache_outage"):
+            if self._registry.draw(entry.severity):
+                self.touch(entry, "failed", operation=operation)
+                raise CacheError("unavailable", "disruption: cache_outage")
+
+    def touch(self, entry: Entry, effect: str, **extra: str | int | float) -> None:
+        """Record that ``entry`` changed this request: a span event, and a count once."""
+        self._span.add_event(
+            "disruption",
+            {
+                "disruption_id": entry.disruption_id,
+                "type": entry.type,
+                "severity": entry.severity,
+                "effect": effect,
+                **extra,
+            },
+        )
+        if entry.disruption_id not in self._touched:
+            self._touched.add(entry.disruption_id)
+            entry.requests_affected += 1
+            self._registry.metrics.disruption_requests_affected.labels(entry.type).inc()
+
+
+class DisruptionRegistry:
+    """The active disruptions of this process, and the most recently ended ones.
+
+    ``active`` is true while any disruption is held as active (possibly just past its
+    deadline until the next check); the request path reads nothing else when it is false.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        rng: random.Random,
+        *,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
+    ) -> None:
+        self.metrics = metrics
+        self.clock = clock
+        self.latency_spike_ms = settings.disruption_latency_spike_ms
+        self.squeeze_rps = settings.disruption_squeeze_rps
+        self._max_seconds = settings.max_disruption_seconds
+        self._max_active = settings.max_active_disruptions
+        self._kept = settings.finished_disruptions_kept
+        self._rng = rng
+        self._wall = wall
+        self._entries: dict[str, Entry] = {}
+        self._ended: OrderedDict[str, Entry] = OrderedDict()
+        self._timer: asyncio.TimerHandle | None = None
+        self.active = False
+
+    def draw(self, probability: float) -> bool:
+        return self._rng.random() < probability
+
+    def create(self, request: DisruptionRequest) -> Disruption:
+        if request.duration_seconds > self._max_seconds:
+            raise CapExceeded(
+                "duration_seconds",
+                request.duration_seconds,
+                self._max_seconds,
+                "FAILURE_LAB_MAX_DISRUPTION_SECONDS",
+            )
+        self.expire_due()
+        if len(self._entries) >= self._max_active:
+            raise Conflict(
+                f"{len(self._entries)} disruptions are active, the most "
+                "FAILURE_LAB_MAX_ACTIVE_DISRUPTIONS allows; cancel one or clear all"
+            )
+        now = self.clock()
+        endpoints = tuple(dict.fromkeys(request.endpoints)) if request.endpoints else ROUTES
+        entry = Entry(
+            disruption_id=uuid.uuid4().hex,
+            type=request.type,
+            severity=request.severity,
+            endpoints=endpoints,
+            duration=request.duration_seconds,
+            created_wall=self._wall(),
+            until=now + request.duration_seconds,
+        )
+        self._entries[entry.disruption_id] = entry
+        self.active = True
+        self.metrics.disruptions_created.labels(entry.type).inc()
+        log.info("disruption %s created on %s", entry.describe(now), ", ".join(endpoints))
+        self._arm()
+        return self._view(entry, now)
+
+    def list_active(self) -> list[Disruption]:
+        self.expire_due()
+        now = self.clock()
+        return [self._view(entry, now) for entry in self._entries.values()]
+
+    def get(self, disruption_id: str) -> Disruption:
+        self.expire_due()
+        entry = self._entries.get(disruption_id) or self._ended.get(disruption_id)
+        if entry is None:
+            raise NotFound(f"no disruption {disruption_id} (unknown, or ended long ago)")
+        return self._view(entry, self.clock())
+
+    def cancel(self, disruption_id: str) -> Disruption:
+        self.expire_due()
+        entry = self._entries.get(disruption_id)
+        if entry is None:
+            ended = self._ended.get(disruption_id)
+            why = f"already {ended.status}" if ended is not None else "unknown"
+            raise NotFound(f"no active disruption {disruption_id} ({why})")
+        self._end(entry, "cancelled")
+        self._arm()
+        return self._view(entry, self.clock())
+
+    def clear(self) -> list[Disruption]:
+        self.expire_due()
+        cleared = list(self._entries.values())
+        for entry in cleared:
+            self._end(entry, "cancelled")
+        self._arm()
+        now = self.clock()
+        return [self._view(entry, now) for entry in cleared]
+
+    def count_active(self, kind: str) -> int:
+        """Active disruptions of ``kind`` now; reads only, so a scrape can call it."""
+        now = self.clock()
+        return sum(1 for e in self._entries.values() if e.type == kind and e.live(now))
+
+    def scope(self, route: str, span: Span) -> DisruptionScope | None:
+        """What applies to a request on ``route`` starting now; None when nothing does."""
+        now = self.clock()
+        applicable: list[Entry] = []
+        due = False
+        for entry in self._entries.values():
+            if entry.until <= now:
+                due = True
+            elif route in entry.endpoints:
+                applicable.append(entry)
+        if due:
+            self.expire_due()
+        return DisruptionScope(self, span, applicable) if applicable else None
+
+    def expire_due(self) -> None:
+        now = self.clock()
+        for entry in [e for e in self._entries.values() if e.until <= now]:
+            self._end(entry, "expired")
+
+    def close(self) -> None:
+        """Drop everything (the process stops); active disruptions are logged by name."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.expire_due()
+        if self._entries:
+            now = self.clock()
+            log.warning(
+                "stopping with %d active disruptions, dropped (in-process only): %s",
+                len(self._entries),
+                "; ".join(entry.describe(now) for entry in self._entries.values()),
+            )
+        self._entries.clear()
+        self.active = False
+
+    def _end(self, entry: Entry, reason: DisruptionStatus) -> None:
+        del self._entries[entry.disruption_id]
+        self.active = bool(self._entries)
+        entry.status = reason
+        entry.ended_wall = (
+            entry.created_wall + entry.duration if reason == "expired" else self._wall()
+        )
+        self.metrics.disruptions_ended.labels(entry.type, reason).inc()
+        log.info(
+            "disruption %s (%s) %s; %d requests affected",
+            entry.disruption_id,
+            entry.type,
+            reason,
+            entry.requests_affected,
+        )
+        if self._kept > 0:
+            self._ended[entry.disruption_id] = entry
+            while len(self._ended) > self._kept:
+                self._ended.popitem(last=False)
+
+    def _arm(self) -> None:
+        """Schedule the one timer for the earliest deadline (none outside an event loop)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._entries:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        due = min(entry.until for entry in self._entries.values())
+        delay = max(_MIN_TIMER_SECONDS, due - self.clock())
+        self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.expire_due()
+        self._arm()
+
+    def _view(self, entry: Entry, now: float) -> Disruption:
+        created = datetime.fromtimestamp(entry.created_wall, UTC)
+        remaining = max(0.0, entry.until - now) if entry.status == "active" else 0.0
+        return Disruption(
+            disruption_id=entry.disruption_id,
+            type=entry.type,
+            severity=entry.severity,
+            endpoints=list(entry.endpoints),
+            created_at=created,
+            active_until=datetime.fromtimestamp(entry.created_wall + entry.duration, UTC),
+            time_remaining_seconds=round(remaining, 3),
+            requests_affected=entry.requests_affected,
+            status=entry.status,
+            ended_at=(
+                None if entry.ended_wall is None else datetime.fromtimestamp(entry.ended_wall, UTC)
+            ),
+        )
