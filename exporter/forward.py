@@ -1,9 +1,9 @@
 """Stack mode: the control half of the contract is forwarded to the simulator.
 
-``/v1/traffic/*``, ``/v1/config/*`` and ``/v1/disruptions*`` arrive at the shim on port 8000 and are passed to
-the simulator unchanged (method, query, body, content type); its status code and body come
-back unchanged, so clients see one contract in both modes. A simulator that is down or
-slow is a 503 naming it, within ``forward_timeout_seconds``.
+``/v1/traffic/*``, ``/v1/config/*`` and ``/v1/disruptions*`` arrive at the shim on port 8000
+and are passed to the simulator unchanged (method, query, body, content type); its status
+code and body come back unchanged, so clients see one contract in both modes. A simulator
+that is down or slow is a 503 naming it, within ``forward_timeout_seconds``.
 """
 
 from __future__ import annotations
