@@ -154,6 +154,8 @@ def _events(spans: Sequence[SpanRecord], request_id: str) -> list[TraceEvent]:
     found: list[tuple[int, TraceEvent]] = []
     for span in spans:
         span_hex = f"{span.span_id:016x}"
+        if span.kind == "server":
+            found.extend(_edges(span, span_hex, request_id))
         for index, event in enumerate(span.events):
             metadata: dict[str, Any] = {"span": span.name, "span_id": span_hex}
             metadata.update({k: _plain(v) for k, v in event.attributes.items()})
@@ -191,6 +193,49 @@ def _events(spans: Sequence[SpanRecord], request_id: str) -> list[TraceEvent]:
                 )
     found.sort(key=lambda pair: (pair[0], pair[1].event_id))
     return [event for _, event in found]
+
+
+def _edges(span: SpanRecord, span_hex: str, request_id: str) -> list[tuple[int, TraceEvent]]:
+    """``request.received`` and ``response.sent``: the server span's own start and end.
+
+    They are read off the span rather than recorded as events on every request, which
+    would cost the service time to say what the span already says.
+    """
+    attributes = span.attributes
+    received = {
+        "span": span.name,
+        "span_id": span_hex,
+        "endpoint": attributes.get("http.route", span.name),
+        "method": _first(attributes, METHOD_KEYS) or span.name.split(" ")[0],
+    }
+    sent: dict[str, Any] = {
+        "span": span.name,
+        "span_id": span_hex,
+        "status_code": _int(_first(attributes, STATUS_KEYS)),
+        "latency_ms": attributes.get("failure_lab.service_latency_ms", round(span.duration_ms, 3)),
+    }
+    return [
+        (
+            span.start_unix_nano,
+            TraceEvent(
+                event_id=f"{span_hex}-received",
+                request_id=request_id,
+                timestamp_wall=iso(span.start_unix_nano),
+                event_type="request.received",
+                metadata=received,
+            ),
+        ),
+        (
+            span.end_unix_nano,
+            TraceEvent(
+                event_id=f"{span_hex}-sent",
+                request_id=request_id,
+                timestamp_wall=iso(span.end_unix_nano),
+                event_type="response.sent",
+                metadata=sent,
+            ),
+        ),
+    ]
 
 
 def _plain(value: AttributeValue) -> Any:

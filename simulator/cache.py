@@ -29,6 +29,9 @@ class CacheError(Exception):
 
 
 class Cache(Protocol):
+    remote: bool
+    """True when calls leave the process; only then do they get spans of their own."""
+
     async def get(self, key: str, timeout: float) -> bytes | None: ...
 
     async def set(self, key: str, value: bytes, ttl: float, timeout: float) -> None: ...
@@ -40,6 +43,8 @@ class Cache(Protocol):
 
 class MemoryCache:
     """A bounded TTL cache; least recently written entries go first when full."""
+
+    remote = False
 
     def __init__(self, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
@@ -74,6 +79,8 @@ class MemoryCache:
 
 class RedisCache:
     """Redis-backed cache; the client is owned by the caller."""
+
+    remote = True
 
     def __init__(self, client: aioredis.Redis, prefix: str = "failure-lab:cache:") -> None:
         self._client = client

@@ -1,8 +1,9 @@
 """The simulated request path: rate limiter -> cache -> database with retries -> cache.
 
 One call of ``Pipeline.handle`` is one request of the simulated service. Stages that take
-time or can fail get a child span (``rate_limit``, ``cache.get``, each ``db.query``
-attempt, each ``retry`` wait, ``cache.set`` / ``cache.invalidate``); what happened is
+time or can fail get a child span (``rate_limit``, each ``db.query`` attempt, each
+``retry`` wait, and with Redis ``cache.get``, ``cache.set``, ``cache.invalidate``); what
+happened is
 written as span events on the request's server span, which are cheaper than spans and are
 what the trace explorer lists. Metrics for every stage are recorded here too, so the
 route handlers only translate HTTP.
@@ -18,11 +19,12 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode, Tracer
 
 from simulator.backoff import Backoff
 from simulator.breaker import Admission, CircuitBreaker
@@ -360,13 +362,18 @@ class Pipeline:
         else:
             server_span.add_event(f"circuit.{state}")
 
+    def _cache_span(self, name: str, attributes: dict[str, str]) -> AbstractContextManager[Span]:
+        """A span for a cache call that leaves the process (Redis); an in-process lookup
+        takes microseconds, so its span would cost more than it says: events cover it."""
+        if self._cache.remote:
+            return self._tracer.start_as_current_span(name, attributes=attributes)
+        return nullcontext(INVALID_SPAN)
+
     async def _cache_get(
         self, key: str, timeout: float, server_span: Span, scope: DisruptionScope | None
     ) -> tuple[bytes | None, str]:
         started = time.perf_counter()
-        with self._tracer.start_as_current_span(
-            "cache.get", attributes={"failure_lab.cache.key": key}
-        ) as span:
+        with self._cache_span("cache.get", {"failure_lab.cache.key": key}) as span:
             try:
                 if scope is not None:
                     scope.cache_operation("get")
@@ -395,7 +402,7 @@ class Pipeline:
     ) -> None:
         started = time.perf_counter()
         name = "cache.set" if operation == "set" else "cache.invalidate"
-        with self._tracer.start_as_current_span(name) as span:
+        with self._cache_span(name, {}) as span:
             try:
                 if scope is not None:
                     scope.cache_operation(operation)

@@ -58,8 +58,6 @@ async def test_a_generated_request_is_one_trace_whose_id_is_the_request_id() -> 
     names = sorted(s.name for s in trace if s.kind is SpanKind.INTERNAL)
     assert names == ["db.query", "db.query", "db.query", "rate_limit", "retry", "retry"]
     events = [e.name for e in server.events]
-    assert events[0] == "request.received"
-    assert events[-1] == "response.sent"
     assert events.count("db.error") == 3
     assert events.count("retry.attempt") == 2
     assert server.attributes is not None

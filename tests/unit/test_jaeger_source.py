@@ -299,7 +299,9 @@ async def test_every_trace_round_trips_to_the_records_of_its_sdk_spans(
         for trace_id in traffic.trace_ids():
             read = _by_span_id(await source.trace(trace_id))
             direct = _by_span_id([span_record(s) for s in traffic.of_trace(trace_id)])
-            assert len(read) >= 5
+            # At least the client root, the server span and one db.query attempt.
+            assert len(read) >= 3
+            assert {"client", "server"} <= {r.kind for r in read}
             assert read == direct
             assert [_typed(r) for r in read] == [_typed(r) for r in direct]
     finally:
