@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,10 @@ from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import cpu_seconds, free_port, pinned
 
 SERVER_CORE = 1
 CLIENT_CORE = 0
@@ -140,12 +143,6 @@ async def client(session: aiohttp.ClientSession, url: str, tally: Tally) -> None
                 tally.request_lag.append(now - start - data["latency_ms"])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def backend_queries(http: aiohttp.ClientSession, base: str) -> float:
     async with http.get(f"{base}/metrics") as response:
         text = await response.text()
@@ -233,19 +230,6 @@ def report(phases: list[Phase], disconnected: Counter[str], achieved_rps: float 
 
 
 # Orchestration
-
-
-def pinned(command: list[str], core: int) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        return ["taskset", "-c", str(core), *command]
-    return command
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_ready(
