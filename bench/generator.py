@@ -7,6 +7,14 @@ below 99% of the target, or requests dropped at the in-flight bound). The real e
 traced, spans to a batch processor whose exporter discards them) runs first; an httpx client
 under the same scheduler follows for comparison. All traffic goes to 127.0.0.1.
 
+As ``failure-lab serve`` does after start-up, the generator process moves what exists after the
+warm-up out of the garbage collector's view (``gc.freeze()``); ``--no-gc-freeze`` measures
+without it, ``--gc-threshold`` with other collection thresholds. The table gives the generator
+process's CPU per request sent (``us/req``) and its longest collection pause (``gc max``).
+On a shared host the CPU's speed drifts (a neighbour's load can halve it for minutes), so the
+time a fixed pure-Python loop takes on the generator's core is printed before and after: only
+runs with similar figures compare.
+
     .venv/bin/python bench/generator.py [--seconds 5] [--rates 100,500,1000] [--quick]
 """
 
@@ -164,12 +172,43 @@ SENDERS: dict[str, SenderFactory] = {"aiohttp": aiohttp_sender, "httpx": HttpxSe
 # -- measuring -----------------------------------------------------------------------------------
 
 
+class GcPauses:
+    """The longest garbage-collection pause since the last ``take()``, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._longest = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started = now
+        else:
+            self._longest = max(self._longest, now - self._started)
+
+    def take(self) -> float:
+        longest, self._longest = self._longest, 0.0
+        return longest
+
+
+GC_PAUSES = GcPauses()
+
+
 @dataclass(frozen=True)
 class Step:
     sender: str
     rate: float
     stats: RunStats
     cpu: float  # generator process CPU seconds per wall second
+    cpu_per_request_us: float
+    gc_max_ms: float
 
     @property
     def ratio(self) -> float:
@@ -181,11 +220,14 @@ class Step:
 
 
 async def measure(engine: TrafficEngine, sender: str, rate: float, seconds: float) -> Step:
+    GC_PAUSES.take()
     cpu = time.process_time()
     wall = time.perf_counter()
     stats = await engine.run(PipelineOptions(), rate=rate, duration=seconds)
-    cpu_share = (time.process_time() - cpu) / (time.perf_counter() - wall)
-    return Step(sender, rate, stats, cpu_share)
+    used = time.process_time() - cpu
+    cpu_share = used / (time.perf_counter() - wall)
+    per_request = used / stats.sent * 1e6 if stats.sent else 0.0
+    return Step(sender, rate, stats, cpu_share, per_request, GC_PAUSES.take() * 1000)
 
 
 def median_step(steps: list[Step]) -> Step:
@@ -195,7 +237,13 @@ def median_step(steps: list[Step]) -> Step:
 
 
 async def bench_sender(
-    name: str, url: str, rates: list[float], ceiling: list[float], seconds: float, repeat: int
+    name: str,
+    url: str,
+    rates: list[float],
+    ceiling: list[float],
+    seconds: float,
+    repeat: int,
+    gc_freeze: bool,
 ) -> tuple[list[Step], list[Step], float | None]:
     provider = TracerProvider()
     provider.add_span_processor(
@@ -216,6 +264,9 @@ async def bench_sender(
     try:
         async with engine:
             await engine.run(PipelineOptions(), rate=200, duration=0.5)  # warm the pool
+            if gc_freeze:
+                gc.collect()
+                gc.freeze()
             for rate in rates:
                 steps = [await measure(engine, name, rate, seconds) for _ in range(repeat)]
                 fixed.append(median_step(steps))
@@ -236,7 +287,8 @@ async def bench_sender(
 
 HEADER = (
     f"{'sender':<8} {'target':>7} {'achieved':>9} {'ratio':>6} {'sent':>7} {'dropped':>7} "
-    f"{'late':>6} {'lag p50':>8} {'lag p99':>8} {'lat p50':>8} {'lat p99':>8} {'cpu':>5}"
+    f"{'late':>6} {'lag p50':>8} {'lag p99':>8} {'lat p50':>8} {'lat p99':>8} {'cpu':>5} "
+    f"{'us/req':>6} {'gc max':>6}"
 )
 
 
@@ -250,7 +302,7 @@ def row(step: Step) -> str:
         f"{step.sender:<8} {step.rate:>7g} {s.achieved_rps:>9.1f} {step.ratio:>6.3f} "
         f"{s.sent:>7} {s.dropped:>7} {s.late_sends:>6} {_ms(s.send_lag_p50_ms):>8} "
         f"{_ms(s.send_lag_p99_ms):>8} {_ms(s.latency_p50_ms):>8} {_ms(s.latency_p99_ms):>8} "
-        f"{step.cpu:>5.0%}"
+        f"{step.cpu:>5.0%} {step.cpu_per_request_us:>6.0f} {step.gc_max_ms:>6.1f}"
     )
 
 
@@ -269,6 +321,16 @@ def parse_rates(text: str) -> list[float]:
     return rates
 
 
+def parse_thresholds(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 1 to 3 integers, got {text!r}") from None
+    if not 1 <= len(values) <= 3 or any(value < 0 for value in values):
+        raise argparse.ArgumentTypeError(f"expected 1 to 3 integers >= 0, got {text!r}")
+    return values
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each step")
@@ -276,7 +338,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ceiling-rates",
         type=parse_rates,
-        default=[2000.0, 3000.0, 4000.0, 5000.0, 7000.0, 10000.0],
+        default=[2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0, 8000.0, 10000.0],
     )
     parser.add_argument("--repeat", type=int, default=1, help="repeats per step (median kept)")
     parser.add_argument(
@@ -285,8 +347,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="2 s steps, short ceiling climb")
     parser.add_argument(
         "--gc-freeze",
-        action="store_true",
-        help="gc.freeze() after start-up, so full collections skip long-lived objects",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gc.freeze() after the warm-up, as 'failure-lab serve' does after start-up "
+        "(default: on)",
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=parse_thresholds,
+        help="gc.set_threshold() values, e.g. 10000 or 10000,10,10 (default: Python's)",
     )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -303,26 +372,37 @@ async def main(args: argparse.Namespace) -> None:
         raise SystemExit(f"unknown sender(s) {unknown}; known: {', '.join(SENDERS)}")
     port = free_port()
     server = start_server(port)
-    if args.gc_freeze:
-        gc.collect()
-        gc.freeze()
+    if args.gc_threshold is not None:
+        gc.set_threshold(*args.gc_threshold)
     url = f"http://127.0.0.1:{port}"
     results: dict[str, tuple[list[Step], list[Step], float | None]] = {}
     try:
         print(
             f"bare endpoint {url}, {args.seconds:g} s per step, repeat {args.repeat}, "
-            f"gc.freeze {'on' if args.gc_freeze else 'off'}"
+            f"gc.freeze {'on' if args.gc_freeze else 'off'}, "
+            f"gc thresholds {','.join(map(str, gc.get_threshold()))}, "
+            f"host speed {host_speed_ms():.1f} ms"
         )
         print(HEADER)
-        for name in senders:
-            results[name] = await bench_sender(
-                name, url, args.rates, args.ceiling_rates, args.seconds, args.repeat
-            )
+        with GC_PAUSES:
+            for name in senders:
+                results[name] = await bench_sender(
+                    name,
+                    url,
+                    args.rates,
+                    args.ceiling_rates,
+                    args.seconds,
+                    args.repeat,
+                    args.gc_freeze,
+                )
     finally:
         server.terminate()
         server.wait(10)
 
-    print("\nsummary (send lag and latency in ms; cpu = generator process share of one core)")
+    print(
+        "\nsummary (send lag, latency and gc max in ms; cpu = generator process share of one "
+        f"core, us/req = its CPU per request sent; host speed now {host_speed_ms():.1f} ms)"
+    )
     print(HEADER)
     for fixed, climb, _highest in results.values():
         for step in [*fixed, *climb]:
@@ -342,6 +422,18 @@ async def main(args: argparse.Namespace) -> None:
             f", median lag p99 while holding {statistics.median(lags):.2f} ms" if lags else ""
         )
         print(f"{name:<8} open-model ceiling: {held}{note}{lag_note}")
+
+
+def host_speed_ms() -> float:
+    """Median CPU time of a fixed pure-Python loop on this core, in ms (lower is faster)."""
+    times = []
+    for _ in range(5):
+        started = time.process_time()
+        table: dict[int, int] = {}
+        for i in range(200_000):
+            table[i % 1000] = table.get(i % 1000, 0) + i
+        times.append((time.process_time() - started) * 1000)
+    return statistics.median(times)
 
 
 def pin_generator() -> None:

@@ -30,13 +30,7 @@ from opentelemetry.trace import Span
 from simulator.generator.arrivals import Rate, schedule, sleep_until
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest, RequestPlanner
-from simulator.generator.recording import (
-    Outcome,
-    Recorder,
-    RequestTrace,
-    ResultCallback,
-    Sink,
-)
+from simulator.generator.recording import Exchange, Recorder, ResultCallback, Sink, wall_offset
 from simulator.generator.senders import (
     Sender,
     SenderConfig,
@@ -55,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 JOB_ID_ATTRIBUTE = "failure_lab.generator.job_id"
 SEND_LAG_ATTRIBUTE = "failure_lab.generator.send_lag_ms"
+
+_ROOT = Context()  # empty: a span started under it is the root of a new trace
 
 
 class TrafficEngine:
@@ -93,7 +89,7 @@ class TrafficEngine:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._in_flight = 0
         self._targets: dict[object, float] = {}
-        self._current: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar(
+        self._current: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar(
             f"failure_lab_generator_request_{id(self):x}", default=None
         )
         self.live = LiveStats()
@@ -147,7 +143,8 @@ class TrafficEngine:
         else:
             await sleep_until(intended)
         sink = Sink(self._lives(live))
-        return await self._queued(_headers(options), planned, intended, job_id, sink)
+        exchange = await self._queued(_headers(options), planned, intended, job_id, sink)
+        return exchange.result()
 
     async def burst(
         self,
@@ -164,11 +161,11 @@ class TrafficEngine:
         headers = _headers(options)
         sink = Sink(self._lives(live))
         planned = [self._planner.next() for _ in range(count)]
-        return list(
-            await asyncio.gather(
-                *(self._queued(headers, request, intended, job_id, sink) for request in planned)
-            )
+        exchanges = await asyncio.gather(
+            *(self._queued(headers, request, intended, job_id, sink) for request in planned)
         )
+        offset = wall_offset()  # one instant intended, one timestamp
+        return [exchange.result(offset) for exchange in exchanges]
 
     async def run(
         self,
@@ -191,7 +188,8 @@ class TrafficEngine:
         samples = RunSamples(plan.planned)
         sink = Sink(self._lives(run_live), samples, on_result)
         headers = _headers(options)
-        tasks: set[asyncio.Task[TrafficResult]] = set()
+        tasks: set[asyncio.Task[Exchange]] = set()
+        finished = self._finisher(tasks)
         key = object()
         start = time.perf_counter()
         self._set_target(key, _rate_now(rate, 0.0))
@@ -210,7 +208,7 @@ class TrafficEngine:
                     self._exchange(sender, headers, self._planner.next(), intended, job_id, sink)
                 )
                 tasks.add(task)
-                task.add_done_callback(self._finisher(tasks))
+                task.add_done_callback(finished)
             last_send = time.perf_counter()
             self._set_target(key, 0.0)
             if tasks:
@@ -237,9 +235,9 @@ class TrafficEngine:
         return self._sender
 
     def _finisher(
-        self, tasks: set[asyncio.Task[TrafficResult]]
-    ) -> Callable[[asyncio.Task[TrafficResult]], None]:
-        def finished(task: asyncio.Task[TrafficResult]) -> None:
+        self, tasks: set[asyncio.Task[Exchange]]
+    ) -> Callable[[asyncio.Task[Exchange]], None]:
+        def finished(task: asyncio.Task[Exchange]) -> None:
             tasks.discard(task)
             self._slots.release()
             if not task.cancelled() and task.exception() is not None:
@@ -254,13 +252,13 @@ class TrafficEngine:
         intended: float,
         job_id: str | None,
         sink: Sink,
-    ) -> TrafficResult:
+    ) -> Exchange:
         sender = self._require_sender()
         async with self._slots:
             return await self._exchange(sender, headers, planned, intended, job_id, sink)
 
-    async def _drain(self, tasks: set[asyncio.Task[TrafficResult]]) -> None:
-        pending: Iterable[asyncio.Task[TrafficResult]] = set(tasks)
+    async def _drain(self, tasks: set[asyncio.Task[Exchange]]) -> None:
+        pending: Iterable[asyncio.Task[Exchange]] = set(tasks)
         if not pending:
             return
         try:
@@ -280,13 +278,16 @@ class TrafficEngine:
         self._metrics.target_rps.set(sum(self._targets.values()))
 
     def _on_span(self, span: Span) -> None:
-        trace = self._current.get()
-        if trace is None:
+        exchange = self._current.get()
+        if exchange is None:
             return
-        trace.trace_id = span.get_span_context().trace_id
-        if trace.job_id is not None:
-            span.set_attribute(JOB_ID_ATTRIBUTE, trace.job_id)
-        span.set_attribute(SEND_LAG_ATTRIBUTE, trace.send_lag_ms)
+        exchange.trace_id = span.get_span_context().trace_id
+        if exchange.job_id is None:
+            span.set_attribute(SEND_LAG_ATTRIBUTE, exchange.send_lag_ms)
+        else:
+            span.set_attributes(
+                {JOB_ID_ATTRIBUTE: exchange.job_id, SEND_LAG_ATTRIBUTE: exchange.send_lag_ms}
+            )
 
     async def _exchange(
         self,
@@ -296,36 +297,34 @@ class TrafficEngine:
         intended: float,
         job_id: str | None,
         sink: Sink,
-    ) -> TrafficResult:
+    ) -> Exchange:
         actual = time.perf_counter()
         lag = self._recorder.sent(sink, intended, actual)
+        exchange = Exchange(planned, job_id, intended, actual, lag * 1000)
         self._in_flight += 1
         self._metrics.in_flight.inc()
-        trace = RequestTrace(job_id, lag * 1000)
         cancelled: asyncio.CancelledError | None = None
-        context_token = otel_context.attach(Context())
-        trace_token = self._current.set(trace)
+        context_token = otel_context.attach(_ROOT)
+        exchange_token = self._current.set(exchange)
         try:
             reply = await sender.request(planned, headers)
-            outcome = Outcome(reply.status, reply.retries, None)
+            exchange.http_status, exchange.retries = reply.status, reply.retries
         except TransportError as exc:
-            outcome = Outcome(None, 0, str(exc))
+            exchange.error = str(exc)
         except asyncio.CancelledError as exc:
-            outcome, cancelled = Outcome(None, 0, "cancelled"), exc
+            exchange.error, cancelled = "cancelled", exc
         except Exception as exc:
-            outcome = Outcome(None, 0, error_text(exc, self._config.request_timeout_s))
+            exchange.error = error_text(exc, self._config.request_timeout_s)
         finally:
-            ended = time.perf_counter()
-            self._current.reset(trace_token)
+            exchange.ended = time.perf_counter()
+            self._current.reset(exchange_token)
             otel_context.detach(context_token)
             self._in_flight -= 1
             self._metrics.in_flight.dec()
-        result = self._recorder.finished(
-            sink, planned, trace, outcome, intended=intended, actual=actual, ended=ended
-        )
+        self._recorder.finished(sink, exchange)
         if cancelled is not None:
             raise cancelled
-        return result
+        return exchange
 
 
 def _headers(options: PipelineOptions) -> dict[str, str]:

@@ -5,10 +5,17 @@ target rate, requests sent or dropped at the in-flight bound, send lag and late 
 latency both from the intended send time (corrected for coordinated omission) and from the
 actual send (what a closed-loop client would report). Latency observations carry the request's
 trace id as an exemplar so a dashboard can jump from a slow bucket to its trace.
+
+Prometheus keeps one exemplar per bucket, the latest, and a scrape shows only that one; so at
+most one request per bucket per second offers its trace id. Validating and storing an exemplar
+costs more than the observation itself, and thousands of requests a second would otherwise
+overwrite each other's in vain.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -22,6 +29,24 @@ SEND_LAG_BUCKETS: Final[tuple[float, ...]] = (
     0.00005,
     *geometric_buckets(0.0001, 1.0, 1.25),
 )
+EXEMPLAR_INTERVAL_S: Final = 1.0
+
+
+class ExemplarGate:
+    """Admits one exemplar per histogram bucket per ``interval_s``."""
+
+    def __init__(self, bounds: Sequence[float], interval_s: float = EXEMPLAR_INTERVAL_S) -> None:
+        self._bounds = tuple(bounds)  # finite upper bounds; above the last is the +Inf bucket
+        self._interval_s = interval_s
+        self._next = [float("-inf")] * (len(self._bounds) + 1)
+
+    def admits(self, value: float, now: float) -> bool:
+        """Whether an observation of ``value`` at monotonic ``now`` carries an exemplar."""
+        bucket = bisect_left(self._bounds, value)  # the first bound >= value, as Prometheus
+        if now < self._next[bucket]:
+            return False
+        self._next[bucket] = now + self._interval_s
+        return True
 
 
 class GeneratorMetrics:
@@ -69,13 +94,23 @@ class GeneratorMetrics:
         )
         self.latency_intended = latency.labels(basis="intended")
         self.latency_actual = latency.labels(basis="actual")
+        self._intended_exemplars = ExemplarGate(LATENCY_BUCKETS)
+        self._actual_exemplars = ExemplarGate(LATENCY_BUCKETS)
         self.in_flight = Gauge(
             "failure_lab_generator_in_flight",
             "Requests sent and not yet finished.",
             registry=registry,
         )
 
-    def observe_latency(self, intended_s: float, actual_s: float, trace_id: int) -> None:
-        exemplar = {"trace_id": f"{trace_id:032x}"}
-        self.latency_intended.observe(intended_s, exemplar=exemplar)
-        self.latency_actual.observe(actual_s, exemplar=exemplar)
+    def observe_latency(
+        self, intended_s: float, actual_s: float, trace_id: int, now: float
+    ) -> None:
+        """Latency from both bases, at monotonic ``now`` (``time.perf_counter()``).
+
+        ``trace_id`` 0 (no client span was started) offers no exemplar.
+        """
+        with_intended = trace_id != 0 and self._intended_exemplars.admits(intended_s, now)
+        with_actual = trace_id != 0 and self._actual_exemplars.admits(actual_s, now)
+        exemplar = {"trace_id": f"{trace_id:032x}"} if with_intended or with_actual else None
+        self.latency_intended.observe(intended_s, exemplar=exemplar if with_intended else None)
+        self.latency_actual.observe(actual_s, exemplar=exemplar if with_actual else None)

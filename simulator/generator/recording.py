@@ -1,8 +1,11 @@
 """Accounting for one generated request: metrics, live counters, run samples, the result.
 
 The engine decides when a request goes out; this module records what happened to it, in the
-same way for single requests, bursts and open-model runs, so every path yields the same
-``TrafficResult`` and moves the same Prometheus series.
+same way for single requests, bursts and open-model runs, so every path moves the same
+Prometheus series and counters. A request is carried by one small ``Exchange`` record; its
+``TrafficResult`` (a pydantic model, with an ISO timestamp and a UUID, costly at thousands of
+requests per second) is built only where results are handed out: single requests, bursts, and
+runs given an ``on_result`` callback.
 """
 
 from __future__ import annotations
@@ -24,13 +27,52 @@ logger = logging.getLogger(__name__)
 ResultCallback = Callable[[TrafficResult], None]
 
 
-@dataclass(slots=True)
-class RequestTrace:
-    """Per-request holder that the client-span hook fills in with the trace id."""
+@dataclass(slots=True, eq=False)
+class Exchange:
+    """One request, filled in as it goes: the client-span hook sets ``trace_id``, the engine
+    the outcome (an HTTP status and the service's retry count, or an error text) and ``ended``.
 
+    Instants are ``time.perf_counter()`` values; ``trace_id`` is 0 until a span was started.
+    """
+
+    planned: PlannedRequest
     job_id: str | None
+    intended: float
+    actual: float
     send_lag_ms: float
     trace_id: int = 0
+    ended: float = 0.0
+    http_status: int | None = None
+    retries: int = 0
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        status = self.http_status
+        return status is not None and 200 <= status < 300
+
+    def result(self, offset: float | None = None) -> TrafficResult:
+        """The public record; ``offset`` is a ``wall_offset()``, taken now if not given.
+
+        Pass one offset for a batch so results intended at one instant share a timestamp.
+        """
+        if not self.trace_id:  # no client span was started: the id is only an id
+            self.trace_id = uuid.uuid4().int
+        status = self.http_status
+        success = self.succeeded
+        return TrafficResult.model_construct(
+            request_id=str(uuid.UUID(int=self.trace_id)),
+            status="success" if success else "failure",
+            latency_ms=(self.ended - self.intended) * 1000,
+            timestamp=iso(self.intended, offset),
+            http_status=status,
+            endpoint=self.planned.route,
+            method=self.planned.method,
+            retry_count=self.retries,
+            service_latency_ms=(self.ended - self.actual) * 1000,
+            send_lag_ms=self.send_lag_ms,
+            error=f"HTTP {status}" if status is not None and not success else self.error,
+        )
 
 
 @dataclass(slots=True)
@@ -42,15 +84,6 @@ class Sink:
     on_result: ResultCallback | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What came back: an HTTP status and the service's retry count, or an error text."""
-
-    http_status: int | None
-    retries: int
-    error: str | None
-
-
 class Recorder:
     def __init__(self, metrics: GeneratorMetrics, late_threshold_s: float) -> None:
         self._metrics = metrics
@@ -58,7 +91,7 @@ class Recorder:
 
     def sent(self, sink: Sink, intended: float, actual: float) -> float:
         """Count a request leaving now; returns its send lag in seconds."""
-        lag = max(0.0, actual - intended)
+        lag = actual - intended if actual > intended else 0.0
         late = lag > self._late_threshold_s
         metrics = self._metrics
         metrics.sent.inc()
@@ -76,50 +109,32 @@ class Recorder:
         for live in lives:
             live.record_dropped()
 
-    def finished(
-        self,
-        sink: Sink,
-        planned: PlannedRequest,
-        trace: RequestTrace,
-        outcome: Outcome,
-        *,
-        intended: float,
-        actual: float,
-        ended: float,
-    ) -> TrafficResult:
-        trace_id = trace.trace_id or uuid.uuid4().int
-        status = outcome.http_status
-        success = status is not None and 200 <= status < 300
-        error = f"HTTP {status}" if status is not None and not success else outcome.error
-        result = TrafficResult.model_construct(
-            request_id=str(uuid.UUID(int=trace_id)),
-            status="success" if success else "failure",
-            latency_ms=(ended - intended) * 1000,
-            timestamp=iso(intended),
-            http_status=status,
-            endpoint=planned.route,
-            method=planned.method,
-            retry_count=outcome.retries,
-            service_latency_ms=(ended - actual) * 1000,
-            send_lag_ms=trace.send_lag_ms,
-            error=error,
-        )
-        (self._metrics.succeeded if success else self._metrics.failed).inc()
-        self._metrics.observe_latency(ended - intended, ended - actual, trace_id)
+    def finished(self, sink: Sink, exchange: Exchange) -> None:
+        latency_s = exchange.ended - exchange.intended
+        service_s = exchange.ended - exchange.actual
+        success = exchange.succeeded
+        metrics = self._metrics
+        (metrics.succeeded if success else metrics.failed).inc()
+        metrics.observe_latency(latency_s, service_s, exchange.trace_id, exchange.ended)
+        latency_ms = latency_s * 1000
         for live in sink.lives:
-            live.record_result(result)
+            live.record_finished(success, latency_ms)
         if sink.samples is not None:
-            sink.samples.add_result(result)
+            sink.samples.add_latency(latency_ms, service_s * 1000)
         if sink.on_result is not None:
             try:
-                sink.on_result(result)
+                sink.on_result(exchange.result())
             except Exception:
                 logger.exception("on_result callback failed")
-        return result
 
 
-def iso(instant: float) -> str:
+def wall_offset() -> float:
+    """``time.time() - time.perf_counter()``: adds to a ``perf_counter`` instant for wall time."""
+    return time.time() - time.perf_counter()
+
+
+def iso(instant: float, offset: float | None = None) -> str:
     """Wall-clock ISO 8601 (UTC, ms) of a ``perf_counter`` instant."""
-    wall = time.time() - (time.perf_counter() - instant)
+    wall = instant + (wall_offset() if offset is None else offset)
     stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")

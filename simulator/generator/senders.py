@@ -6,6 +6,9 @@ an HTTP exchange and reports the status and the service's retry count, or raises
 under the very same scheduler. The aiohttp sender traces with the aiohttp-client
 instrumentation's trace config on its own session (never the global instrumentor), with the
 tracer provider it is given; ``span_hook`` sees each client span as soon as it is created.
+The instrumentation's OpenTelemetry duration histograms go to a no-op meter provider, as the
+app's server-side instrumentation does: the generator's metrics are its Prometheus series, and
+a global meter provider set by anyone else must not start recording two histograms a request.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Protocol
 
 import aiohttp
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span
 
@@ -92,7 +96,9 @@ class AiohttpSender:
             timeout=aiohttp.ClientTimeout(total=config.request_timeout_s),
             trace_configs=[
                 create_trace_config(
-                    tracer_provider=config.tracer_provider, request_hook=request_hook
+                    tracer_provider=config.tracer_provider,
+                    meter_provider=NoOpMeterProvider(),
+                    request_hook=request_hook,
                 )
             ],
             raise_for_status=False,

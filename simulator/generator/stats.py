@@ -14,8 +14,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from simulator.models import TrafficResult
-
 RPS_WINDOW_S = 1.0
 
 
@@ -41,12 +39,12 @@ class LiveStats:
     def record_dropped(self) -> None:
         self.dropped += 1
 
-    def record_result(self, result: TrafficResult) -> None:
-        if result.status == "success":
+    def record_finished(self, success: bool, latency_ms: float) -> None:
+        if success:
             self.succeeded += 1
         else:
             self.failed += 1
-        self.latency_sum_ms += result.latency_ms
+        self.latency_sum_ms += latency_ms
 
     @property
     def finished(self) -> int:
@@ -104,10 +102,10 @@ class RunSamples:
         if len(self.send_lag_ms) < self._capacity:
             self.send_lag_ms.append(lag_ms)
 
-    def add_result(self, result: TrafficResult) -> None:
+    def add_latency(self, latency_ms: float, service_latency_ms: float) -> None:
         if len(self.latency_ms) < self._capacity:
-            self.latency_ms.append(result.latency_ms)
-            self.service_latency_ms.append(result.service_latency_ms)
+            self.latency_ms.append(latency_ms)
+            self.service_latency_ms.append(service_latency_ms)
 
     def summarise(
         self, live: LiveStats, *, target: int, elapsed: float, send_window: float
