@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -26,6 +25,7 @@ from exporter.sources.jaeger import JaegerSource
 from exporter.sources.prometheus import PrometheusSource
 from simulator.errors import install_error_handlers
 from simulator.settings import Settings
+from simulator.telemetry.exposition import metrics_router
 
 
 class MissingBackend(ValueError):
@@ -82,10 +82,6 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(feed_router)
     app.include_router(forwarding_router())
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(registry), media_type=content_type)
+    app.include_router(metrics_router(registry))
 
     return app

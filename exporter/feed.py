@@ -319,7 +319,9 @@ class LiveFeed:
             self._ask(
                 "traces", runtime.traces.name, runtime.traces.updates(self._cursor), statuses
             ),
-            self._ask("metrics", runtime.metrics.name, runtime.metrics.red(self._window), statuses),
+            self._ask(
+                "metrics", runtime.metrics.name, runtime.red(self._window), statuses, bounded=True
+            ),
         )
         batch: list[tuple[str, str]] = [("status", text) for text in statuses]
         if red is not None:
@@ -334,11 +336,21 @@ class LiveFeed:
             self._fan_out(tuple(text for _, text in batch))
 
     async def _ask(
-        self, role: Role, name: str, query: Awaitable[T], statuses: list[str]
+        self,
+        role: Role,
+        name: str,
+        query: Awaitable[T],
+        statuses: list[str],
+        *,
+        bounded: bool = False,
     ) -> T | None:
-        """One bounded query; a change of the backend's health becomes a status message."""
+        """One bounded query; a change of the backend's health becomes a status message.
+
+        ``bounded``: the query already goes through the backend monitor (the runtime's shared
+        metrics figures do), so it is not wrapped, and counted, a second time.
+        """
         try:
-            result = await self._runtime.monitor.call(name, query)
+            result = await (query if bounded else self._runtime.monitor.call(name, query))
         except SourceError as exc:
             error = exc.message
         except Exception as exc:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from exporter.promql import to_millis
+from exporter.promql import divide, to_millis
 from exporter.sampling import SampleRing, scalar
 from exporter.sources.base import LatencySummary, RedFigures
 
@@ -257,7 +257,7 @@ def _evaluate(expr: Expr, ring: SampleRing, window: float, at: float | None) -> 
         case Ratio(numerator, denominator):
             top = _evaluate(numerator, ring, window, at)
             bottom = _evaluate(denominator, ring, window, at)
-            return None if top is None or bottom is None else _divide(top, bottom)
+            return None if top is None or bottom is None else divide(top, bottom)
         case Scaled(factor, inner):
             value = _evaluate(inner, ring, window, at)
             return None if value is None else factor * value
@@ -280,14 +280,6 @@ def _sum_of(
         if all(m.matches(labels[m.label]) for m in others):
             total = value if total is None else total + value
     return total
-
-
-def _divide(a: float, b: float) -> float:
-    if b != 0:
-        return a / b
-    if a == 0 or math.isnan(a):
-        return math.nan
-    return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 # --- answers to figures ------------------------------------------------------------------------

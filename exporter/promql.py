@@ -201,7 +201,7 @@ def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
         bucket_start = bounds[index - 1]
         count -= counts[index - 1]
         rank -= counts[index - 1]
-    return bucket_start + (bucket_end - bucket_start) * _divide(rank, count)
+    return bucket_start + (bucket_end - bucket_start) * divide(rank, count)
 
 
 def _coalesce(ordered: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
@@ -238,7 +238,7 @@ def _search(n: int, counts: Sequence[float], rank: float) -> int:
     return low
 
 
-def _divide(a: float, b: float) -> float:
+def divide(a: float, b: float) -> float:
     """IEEE 754 division, as in Go: x/0 is ±Inf and 0/0 is NaN instead of an exception."""
     if b != 0:
         return a / b

@@ -102,7 +102,7 @@ WindowParam = Annotated[str | None, Query(description="Duration like 30s, 1m, 1m
 async def metrics_json(request: Request, window: WindowParam = None) -> MetricsData:
     runtime = _runtime(request)
     seconds = _window(runtime, window)
-    red = await runtime.monitor.call(runtime.metrics.name, runtime.metrics.red(seconds))
+    red = await runtime.red(seconds)
     return metrics_data(red, int(time.time() * 1000))
 
 
@@ -122,7 +122,7 @@ def _stage(summary: LatencySummary | None) -> StageLatency:
 async def latency(request: Request, window: WindowParam = None) -> LatencyReport:
     runtime = _runtime(request)
     seconds = _window(runtime, window)
-    stages = await runtime.monitor.call(runtime.metrics.name, runtime.metrics.latency(seconds))
+    stages = await runtime.latency(seconds)
     return LatencyReport(
         timestamp=iso(time.time_ns()),
         window_seconds=seconds,

@@ -11,8 +11,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from exporter.coalesce import Coalescer
 from exporter.monitor import BackendMonitor
-from exporter.sources.base import MetricsSource, TraceSource
+from exporter.sources.base import LatencySummary, MetricsSource, RedFigures, TraceSource
 from simulator.settings import Settings
 
 HealthCheck = Callable[[], Awaitable[None]]
@@ -27,6 +28,23 @@ class ExporterRuntime:
     extra_checks: dict[str, HealthCheck] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     websocket_clients: Callable[[], int] = lambda: 0
+    shared: Coalescer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.shared = Coalescer(self.settings.metrics_cache_seconds)
+
+    async def red(self, window_seconds: float) -> RedFigures:
+        """The RED figures over a window: one backend query however many ask at once."""
+        return await self.shared.get(
+            ("red", window_seconds),
+            lambda: self.monitor.call(self.metrics.name, self.metrics.red(window_seconds)),
+        )
+
+    async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
+        return await self.shared.get(
+            ("latency", window_seconds),
+            lambda: self.monitor.call(self.metrics.name, self.metrics.latency(window_seconds)),
+        )
 
     async def aclose(self) -> None:
         await self.metrics.aclose()

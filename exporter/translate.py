@@ -160,35 +160,22 @@ def _events(spans: Sequence[SpanRecord], request_id: str) -> list[TraceEvent]:
             metadata: dict[str, Any] = {"span": span.name, "span_id": span_hex}
             metadata.update({k: _plain(v) for k, v in event.attributes.items()})
             found.append(
-                (
-                    event.time_unix_nano,
-                    TraceEvent(
-                        event_id=f"{span_hex}-{index}",
-                        request_id=request_id,
-                        timestamp_wall=iso(event.time_unix_nano),
-                        event_type=event.name,
-                        metadata=metadata,
-                    ),
+                _timed(
+                    f"{span_hex}-{index}", request_id, event.time_unix_nano, event.name, metadata
                 )
             )
     if not any(is_failure(event) for _, event in found):
         for span in spans:
             if span.status == "error":
                 span_hex = f"{span.span_id:016x}"
+                metadata = {
+                    "span": span.name,
+                    "span_id": span_hex,
+                    "error": span.status_message or "",
+                }
                 found.append(
-                    (
-                        span.end_unix_nano,
-                        TraceEvent(
-                            event_id=f"{span_hex}-error",
-                            request_id=request_id,
-                            timestamp_wall=iso(span.end_unix_nano),
-                            event_type="span.error",
-                            metadata={
-                                "span": span.name,
-                                "span_id": span_hex,
-                                "error": span.status_message or "",
-                            },
-                        ),
+                    _timed(
+                        f"{span_hex}-error", request_id, span.end_unix_nano, "span.error", metadata
                     )
                 )
     found.sort(key=lambda pair: (pair[0], pair[1].event_id))
@@ -215,27 +202,25 @@ def _edges(span: SpanRecord, span_hex: str, request_id: str) -> list[tuple[int, 
         "latency_ms": attributes.get("failure_lab.service_latency_ms", round(span.duration_ms, 3)),
     }
     return [
-        (
-            span.start_unix_nano,
-            TraceEvent(
-                event_id=f"{span_hex}-received",
-                request_id=request_id,
-                timestamp_wall=iso(span.start_unix_nano),
-                event_type="request.received",
-                metadata=received,
-            ),
+        _timed(
+            f"{span_hex}-received", request_id, span.start_unix_nano, "request.received", received
         ),
-        (
-            span.end_unix_nano,
-            TraceEvent(
-                event_id=f"{span_hex}-sent",
-                request_id=request_id,
-                timestamp_wall=iso(span.end_unix_nano),
-                event_type="response.sent",
-                metadata=sent,
-            ),
-        ),
+        _timed(f"{span_hex}-sent", request_id, span.end_unix_nano, "response.sent", sent),
     ]
+
+
+def _timed(
+    event_id: str, request_id: str, unix_nano: int, event_type: str, metadata: dict[str, Any]
+) -> tuple[int, TraceEvent]:
+    """A ``TraceEvent`` with the time it sorts by."""
+    event = TraceEvent(
+        event_id=event_id,
+        request_id=request_id,
+        timestamp_wall=iso(unix_nano),
+        event_type=event_type,
+        metadata=metadata,
+    )
+    return unix_nano, event
 
 
 def _plain(value: AttributeValue) -> Any:

@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.metrics import NoOpMeterProvider
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from starlette.types import Scope
 
 from exporter import routes as exporter_routes
@@ -33,6 +32,7 @@ from simulator.errors import install_error_handlers
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.runtime import Runtime
 from simulator.settings import Settings
+from simulator.telemetry.exposition import metrics_router
 from simulator.telemetry.metrics import ServiceMetrics
 from simulator.telemetry.tracing import build_tracer_provider
 
@@ -90,11 +90,7 @@ def create_app(
     if shim is not None:
         app.include_router(exporter_routes.router)
         app.include_router(feed_router)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(registry), media_type=content_type)
+    app.include_router(metrics_router(registry))
 
     app.add_middleware(
         OpenTelemetryMiddleware,

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     metrics_window_seconds: float = Field(default=60.0, gt=0)
     max_metrics_window_seconds: float = Field(default=3600.0, gt=0)
     metrics_sample_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    metrics_cache_seconds: float = Field(
+        default=0.5, ge=0, description="How long one answer of a metrics backend is shared."
+    )
     trace_store_max_traces: int = Field(default=10_000, ge=1)
     ws_poll_interval_seconds: float = Field(default=1.0, gt=0)
     ws_client_queue_size: int = Field(default=256, ge=1)

@@ -165,3 +165,20 @@ async def test_latency_status_and_health(http: httpx.AsyncClient) -> None:
     backends = {b["name"]: b for b in status["backends"]}
     assert backends["embedded"]["healthy"] is True
     assert backends["embedded"]["last_success"] is not None
+
+
+async def test_concurrent_metrics_asks_make_one_backend_query(http: httpx.AsyncClient) -> None:
+    def queries(text: str) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("failure_lab_exporter_backend_queries_total{")
+        )
+
+    before = queries((await http.get("/metrics")).text)
+    answers = await asyncio.gather(
+        *(http.get("/metrics/json", params={"window": "17s"}) for _ in range(20))
+    )
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.json()["request_rate"] for a in answers}) == 1
+    assert queries((await http.get("/metrics")).text) - before == 1

@@ -32,6 +32,7 @@ from simulator.generator.engine import TrafficEngine
 from simulator.generator.jobs import JobManager, JobNotFound, TooManyJobs
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import GET_USER, RequestPlanner
+from simulator.generator.recording import Exchange
 from simulator.models import TrafficResult, TrafficStatus
 from simulator.options import HEADER, PipelineOptions
 
@@ -384,6 +385,37 @@ async def test_latency_observations_carry_trace_id_exemplars(lab: Lab) -> None:
         if sample.exemplar is not None
     ]
     assert sorted(exemplars) == [("actual", trace_id), ("intended", trace_id)]
+
+
+async def test_a_run_without_callback_builds_no_results(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_result(self: Exchange, offset: float | None = None) -> TrafficResult:
+        raise AssertionError("a sustained run must not build per-request results")
+
+    monkeypatch.setattr(Exchange, "result", no_result)
+    async with lab.make() as engine:
+        stats = await engine.run(OPTIONS, rate=100, duration=0.3)
+    assert (stats.sent, stats.succeeded, stats.failed) == (30, 30, 0)
+    assert stats.latency_p50_ms is not None
+    assert engine.live.avg_latency_ms is not None
+    assert lab.sample("failure_lab_generator_responses_total", {"outcome": "success"}) == 30
+
+
+async def test_run_exemplars_are_client_span_trace_ids(lab: Lab) -> None:
+    async with lab.make() as engine:
+        await engine.run(OPTIONS, rate=100, duration=0.3)
+    trace_ids = {f"{span.context.trace_id:032x}" for span in _client_spans(lab.exporter)}
+    exemplars = [
+        (sample.labels["basis"], sample.labels["le"], sample.exemplar.labels["trace_id"])
+        for family in lab.registry.collect()
+        if family.name == "failure_lab_generator_latency_seconds"
+        for sample in family.samples
+        if sample.exemplar is not None
+    ]
+    assert exemplars
+    assert len(exemplars) < 2 * 30  # at most one per bucket per second, not one per request
+    assert {trace_id for _basis, _le, trace_id in exemplars} <= trace_ids
 
 
 async def test_cancelling_a_run_drains_and_reraises(lab: Lab) -> None:

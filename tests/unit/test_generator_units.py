@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from simulator.generator.arrivals import schedule
-from simulator.generator.metrics import GeneratorMetrics
+from simulator.generator.metrics import ExemplarGate, GeneratorMetrics
 from simulator.generator.planner import (
     CREATE_USER,
     ENDPOINTS,
@@ -152,3 +152,50 @@ def test_metrics_series_exist_at_zero() -> None:
     assert value("failure_lab_generator_send_lag_seconds_count") == 0.0
     for basis in ("intended", "actual"):
         assert value("failure_lab_generator_latency_seconds_count", {"basis": basis}) == 0.0
+
+
+def test_live_stats_results_and_mean_latency() -> None:
+    live = LiveStats()
+    live.record_finished(True, 10.0)
+    live.record_finished(False, 30.0)
+    assert (live.succeeded, live.failed, live.finished) == (1, 1, 2)
+    assert live.avg_latency_ms == 20.0
+
+
+def test_exemplar_gate_admits_one_per_bucket_per_interval() -> None:
+    gate = ExemplarGate((0.001, 0.01, 0.1), interval_s=1.0)
+    assert gate.admits(0.005, now=10.0)
+    assert not gate.admits(0.006, now=10.5)  # same bucket (0.001, 0.01], within the second
+    assert not gate.admits(0.01, now=10.5)  # a bound belongs to its bucket, as in Prometheus
+    assert gate.admits(0.0101, now=10.6)  # the next bucket
+    assert not gate.admits(0.05, now=10.7)
+    assert gate.admits(5.0, now=10.8)  # above the last bound: the +Inf bucket
+    assert not gate.admits(7.0, now=10.9)
+    assert gate.admits(0.002, now=11.0)  # a second later the bucket takes a new one
+
+
+def _latency_exemplars(registry: CollectorRegistry) -> list[tuple[str, str]]:
+    return [
+        (sample.labels["basis"], sample.exemplar.labels["trace_id"])
+        for family in registry.collect()
+        if family.name == "failure_lab_generator_latency_seconds"
+        for sample in family.samples
+        if sample.exemplar is not None
+    ]
+
+
+def test_latency_exemplars_are_gated_and_need_a_trace() -> None:
+    registry = CollectorRegistry()
+    metrics = GeneratorMetrics(registry)
+    metrics.observe_latency(0.0021, 0.0011, 0, now=1.0)  # no span, no exemplar
+    assert _latency_exemplars(registry) == []
+    metrics.observe_latency(0.0021, 0.0011, 0xA, now=1.0)
+    metrics.observe_latency(0.0021, 0.0011, 0xB, now=1.5)  # same buckets within the second
+    metrics.observe_latency(0.0021, 0.0211, 0xC, now=1.5)  # another actual-latency bucket
+    assert sorted(_latency_exemplars(registry)) == [
+        ("actual", f"{0xA:032x}"),
+        ("actual", f"{0xC:032x}"),
+        ("intended", f"{0xA:032x}"),
+    ]
+    count = registry.get_sample_value
+    assert count("failure_lab_generator_latency_seconds_count", {"basis": "intended"}) == 4
