@@ -14,7 +14,7 @@ import asyncio
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -40,9 +40,31 @@ def prometheus_binary() -> str:
     return found
 
 
+def simple_config(
+    targets: Sequence[str], scrape_interval: str, rule_files: Sequence[str | Path]
+) -> dict[str, Any]:
+    """One job ``simulator`` scraping ``targets`` at ``/metrics``."""
+    return {
+        "global": {
+            "scrape_interval": scrape_interval,
+            "scrape_timeout": scrape_interval,
+            "evaluation_interval": scrape_interval,
+        },
+        "rule_files": [str(path) for path in rule_files],
+        "scrape_configs": [
+            {
+                "job_name": "simulator",
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": list(targets)}],
+            }
+        ],
+    }
+
+
 class PrometheusProcess:
     """``prometheus`` scraping ``targets`` (``host:port``, path ``/metrics``) as job
-    ``simulator``; ``extra_args`` are added to its command line."""
+    ``simulator``; ``extra_args`` are added to its command line. ``config``, given the port,
+    returns another configuration document to run instead."""
 
     def __init__(
         self,
@@ -51,6 +73,7 @@ class PrometheusProcess:
         scrape_interval: str = "1s",
         rule_files: Sequence[str | Path] = (),
         extra_args: Sequence[str] = (),
+        config: Callable[[int], dict[str, Any]] | None = None,
     ) -> None:
         self._binary = prometheus_binary()
         self._workdir = workdir
@@ -62,22 +85,9 @@ class PrometheusProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._started_once = False
-        document = {
-            "global": {
-                "scrape_interval": scrape_interval,
-                "scrape_timeout": scrape_interval,
-                "evaluation_interval": scrape_interval,
-            },
-            "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [
-                {
-                    "job_name": "simulator",
-                    "metrics_path": "/metrics",
-                    "static_configs": [{"targets": list(targets)}],
-                }
-            ],
-        }
-        self._config.write_text(yaml.safe_dump(document, sort_keys=False))
+        self._make_config = config or (
+            lambda _port: simple_config(targets, scrape_interval, rule_files)
+        )
 
     @property
     def url(self) -> str:
@@ -106,6 +116,8 @@ class PrometheusProcess:
         raise RuntimeError(f"prometheus did not become ready:\n{self.log_tail()}")
 
     def _spawn(self) -> None:
+        document = self._make_config(self.port)
+        self._config.write_text(yaml.safe_dump(document, sort_keys=False))
         command = [
             self._binary,
             f"--config.file={self._config}",
