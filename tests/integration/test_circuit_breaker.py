@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from simulator.app import create_app
 from simulator.options import HEADER, PipelineOptions
-from simulator.settings import Settings
 from tests.support.configs import config_with
-from tests.support.servers import free_port, serve_app
+from tests.support.labs import Lab, running_lab, sample
 
 ONCE = {HEADER: PipelineOptions(cache_enabled=False, retries_enabled=False).encode()}
 RETRYING = {HEADER: PipelineOptions(cache_enabled=False, retries_enabled=True).encode()}
@@ -34,22 +30,9 @@ FAILING = config_with(
 HEALTHY = config_with(db_latency_min_ms=0, db_latency_max_ms=0, max_retries=5).model_dump()
 OPEN_SECONDS = 0.8
 
-Running = tuple[FastAPI, httpx.AsyncClient, InMemorySpanExporter]
 
-
-@asynccontextmanager
-async def running(**overrides: Any) -> AsyncIterator[Running]:
-    port = free_port()
-    app = create_app(Settings(port=port, **overrides), embedded_shim=False)
-    spans = InMemorySpanExporter()
-    app.state.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    async with serve_app(app, port) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
-        yield app, http, spans
-
-
-def sample(app: FastAPI, name: str, **labels: str) -> float:
-    value = app.state.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else float(value)
+def running(**overrides: Any) -> AbstractAsyncContextManager[Lab]:
+    return running_lab(embedded_shim=False, **overrides)
 
 
 def state_of(app: FastAPI) -> str:

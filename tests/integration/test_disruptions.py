@@ -18,15 +18,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from simulator.app import create_app
 from simulator.options import HEADER, PipelineOptions
-from simulator.settings import Settings
 from tests.support.configs import config_with
-from tests.support.servers import free_port, serve_app
+from tests.support.labs import Lab, running_lab, sample
 
 ONE = "/api/v1/users/{id}"
 LIST = "/api/v1/users"
@@ -36,31 +33,19 @@ SPIKE_MS = 200.0
 DURATION = 1.5
 TYPES = ("db_outage", "db_latency_spike", "cache_outage", "error_burst", "rate_limit_squeeze")
 
-Running = tuple[FastAPI, httpx.AsyncClient, InMemorySpanExporter]
-
 
 @asynccontextmanager
-async def running(**overrides: Any) -> AsyncIterator[Running]:
-    port = free_port()
-    settings = Settings(
-        port=port,
-        disruption_latency_spike_ms=SPIKE_MS,
-        disruption_squeeze_rps=100,
-        max_disruption_seconds=60,
+async def running(**overrides: Any) -> AsyncIterator[Lab]:
+    settings = {
+        "disruption_latency_spike_ms": SPIKE_MS,
+        "disruption_squeeze_rps": 100,
+        "max_disruption_seconds": 60,
         **overrides,
-    )
-    app = create_app(settings, embedded_shim=False)
-    spans = InMemorySpanExporter()
-    app.state.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    async with serve_app(app, port) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    }
+    async with running_lab(embedded_shim=False, **settings) as lab:
         healthy = config_with(db_latency_min_ms=0, db_latency_max_ms=1, max_retries=2)
-        assert (await http.put("/v1/config/failure", json=healthy.model_dump())).status_code == 200
-        yield app, http, spans
-
-
-def sample(app: FastAPI, name: str, **labels: str) -> float:
-    value = app.state.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else float(value)
+        assert (await lab.http.put("/v1/config/failure", json=healthy.model_dump())).is_success
+        yield lab
 
 
 def server_span(spans: InMemorySpanExporter, response: httpx.Response) -> ReadableSpan:

@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 
-import httpx
 import pytest
-from fastapi import FastAPI
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from simulator.app import create_app
 from simulator.options import HEADER, PipelineOptions
-from simulator.settings import Settings
 from tests.support.configs import config_with
-from tests.support.servers import RedisProcess, free_port, serve_app
-
-
-@asynccontextmanager
-async def running(
-    redis_url: str,
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, InMemorySpanExporter]]:
-    port = free_port()
-    app = create_app(Settings(port=port, redis_url=redis_url))
-    spans = InMemorySpanExporter()
-    app.state.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    async with serve_app(app, port) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
-        yield app, http, spans
-
-
-def sample(app: FastAPI, name: str, **labels: str) -> float:
-    value = app.state.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else float(value)
+from tests.support.labs import running_lab, sample
+from tests.support.servers import RedisProcess
 
 
 def fast() -> dict[str, object]:
@@ -43,8 +20,8 @@ def fast() -> dict[str, object]:
 
 async def test_two_instances_share_one_rate_limit(redis_client: object, redis_url: str) -> None:
     async with AsyncExitStack() as stack:
-        app_a, a, _ = await stack.enter_async_context(running(redis_url))
-        app_b, b, _ = await stack.enter_async_context(running(redis_url))
+        app_a, a, _ = await stack.enter_async_context(running_lab(redis_url=redis_url))
+        app_b, b, _ = await stack.enter_async_context(running_lab(redis_url=redis_url))
         await a.put("/v1/config/failure", json=fast())
         header = {
             HEADER: PipelineOptions(
@@ -74,7 +51,10 @@ async def test_two_instances_share_one_rate_limit(redis_client: object, redis_ur
 async def test_failure_config_set_on_one_instance_applies_on_the_other(
     redis_client: object, redis_url: str
 ) -> None:
-    async with running(redis_url) as (_, a, _), running(redis_url) as (app_b, b, _):
+    async with (
+        running_lab(redis_url=redis_url) as (_, a, _),
+        running_lab(redis_url=redis_url) as (app_b, b, _),
+    ):
         failing = config_with(
             failure_injection_enabled=True,
             failure_rate=1.0,
@@ -91,7 +71,7 @@ async def test_failure_config_set_on_one_instance_applies_on_the_other(
 
 
 async def test_second_read_is_a_cache_hit_in_redis(redis_client: object, redis_url: str) -> None:
-    async with running(redis_url) as (app, http, spans):
+    async with running_lab(redis_url=redis_url) as (app, http, spans):
         await http.put("/v1/config/failure", json=fast())
         first = await http.get("/api/v1/users/42")
         second = await http.get("/api/v1/users/42")
@@ -113,7 +93,7 @@ async def test_redis_killed_mid_run_gives_cache_errors_and_answers(tmp_path: Pat
     redis = RedisProcess(tmp_path)
     redis.start()
     try:
-        async with running(redis.url) as (app, http, spans):
+        async with running_lab(redis_url=redis.url) as (app, http, spans):
             await http.put("/v1/config/failure", json=fast())
             header = {HEADER: PipelineOptions(rate_limit=1000).encode()}
             for user in range(1, 6):
@@ -148,7 +128,7 @@ async def test_redis_killed_mid_run_gives_cache_errors_and_answers(tmp_path: Pat
 async def test_every_algorithm_limits_through_http(
     redis_client: object, redis_url: str, algorithm: str
 ) -> None:
-    async with running(redis_url) as (_, http, _):
+    async with running_lab(redis_url=redis_url) as (_, http, _):
         await http.put("/v1/config/failure", json=fast())
         header = {
             HEADER: PipelineOptions(

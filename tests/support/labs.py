@@ -1,0 +1,39 @@
+"""The real app on loopback with its spans kept in memory, and its metric samples."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, NamedTuple
+
+import httpx
+from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from simulator.app import create_app
+from simulator.settings import Settings
+from tests.support.servers import free_port, serve_app
+
+
+class Lab(NamedTuple):
+    app: FastAPI
+    http: httpx.AsyncClient
+    spans: InMemorySpanExporter
+
+
+@asynccontextmanager
+async def running_lab(*, embedded_shim: bool = True, **settings: Any) -> AsyncIterator[Lab]:
+    """``create_app(Settings(**settings))`` served on a free port, every span kept."""
+    port = free_port()
+    app = create_app(Settings(port=port, **settings), embedded_shim=embedded_shim)
+    spans = InMemorySpanExporter()
+    app.state.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    async with serve_app(app, port) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        yield Lab(app, http, spans)
+
+
+def sample(app: FastAPI, name: str, **labels: str) -> float:
+    """A sample of the app's registry; 0 for a series that does not exist (yet)."""
+    value = app.state.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else float(value)
