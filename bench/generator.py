@@ -24,14 +24,13 @@ import argparse
 import gc
 import os
 import random
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,6 +41,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import LOAD_CORE as GENERATOR_CORE
+from bench.common import SERVER_CORE, free_port, pinned, wait_port
 from simulator.generator.engine import RunStats, TrafficEngine
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest, RequestPlanner
@@ -57,8 +60,6 @@ from simulator.generator.senders import (
 )
 from simulator.options import PipelineOptions
 
-SERVER_CORE = 1
-GENERATOR_CORE = 0
 MAX_IN_FLIGHT = 256
 LATE_THRESHOLD_S = 0.005
 HOLD_RATIO = 0.99
@@ -100,27 +101,16 @@ def serve(port: int) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def start_server(port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, __file__, "--serve", str(port)]
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        command = ["taskset", "-c", str(SERVER_CORE), *command]
-    process = subprocess.Popen(command)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("the bare endpoint did not start within 10 s")
+    process = subprocess.Popen(
+        pinned([sys.executable, __file__, "--serve", str(port)], SERVER_CORE)
+    )
+    try:
+        wait_port(port, process, timeout=10)
+    except SystemExit:
+        process.kill()
+        raise
+    return process
 
 
 # -- the senders compared ------------------------------------------------------------------------
