@@ -7,13 +7,14 @@ import uuid
 from typing import Any
 
 import httpx
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from simulator.app import create_app
 from simulator.settings import Settings
 from tests.support.configs import config_with
+from tests.support.labs import running_lab
 from tests.support.servers import free_port, serve_app
 
 PAYLOAD: dict[str, Any] = {
@@ -29,10 +30,6 @@ PAYLOAD: dict[str, Any] = {
 
 
 async def test_a_generated_request_is_one_trace_whose_id_is_the_request_id() -> None:
-    port = free_port()
-    app = create_app(Settings(port=port))
-    spans = InMemorySpanExporter()
-    app.state.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     failing = config_with(
         failure_injection_enabled=True,
         failure_rate=1.0,
@@ -40,7 +37,7 @@ async def test_a_generated_request_is_one_trace_whose_id_is_the_request_id() -> 
         db_latency_min_ms=0,
         db_latency_max_ms=0,
     ).model_dump()
-    async with serve_app(app, port) as url, httpx.AsyncClient(base_url=url) as http:
+    async with running_lab() as (_, http, spans):
         await http.put("/v1/config/failure", json=failing)
         result = (
             await http.post("/v1/traffic/generate", json={"mode": "single", "payload": PAYLOAD})
