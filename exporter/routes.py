@@ -8,6 +8,7 @@ the backend in ``install_error_handlers``.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable
 from typing import Annotated, Literal
@@ -98,12 +99,42 @@ def _window(runtime: ExporterRuntime, window: str | None) -> float:
 WindowParam = Annotated[str | None, Query(description="Duration like 30s, 1m, 1m30s (default 1m).")]
 
 
+AtParam = Annotated[
+    float | None,
+    Query(
+        description="Unix seconds: evaluate the window that ended then (default now). The "
+        "whole window must lie within the last max window (FAILURE_LAB_MAX_METRICS_WINDOW_SECONDS)."
+    ),
+]
+CLOCK_SKEW_SECONDS = 5.0
+
+
+def _at(runtime: ExporterRuntime, at: float | None, window_seconds: float) -> float | None:
+    if at is None:
+        return None
+    now = time.time()
+    horizon = now - runtime.settings.max_metrics_window_seconds
+    if not (
+        math.isfinite(at) and at - window_seconds >= horizon and at <= now + CLOCK_SKEW_SECONDS
+    ):
+        raise HTTPException(
+            422,
+            f"at={at:g}: the window must end by now and start within the last "
+            f"{runtime.settings.max_metrics_window_seconds:g}s "
+            "(FAILURE_LAB_MAX_METRICS_WINDOW_SECONDS)",
+        )
+    return min(at, now)
+
+
 @router.get("/metrics/json", summary="Request rate, error rate, retries, p95/p99 over a window")
-async def metrics_json(request: Request, window: WindowParam = None) -> MetricsData:
+async def metrics_json(
+    request: Request, window: WindowParam = None, at: AtParam = None
+) -> MetricsData:
     runtime = _runtime(request)
     seconds = _window(runtime, window)
-    red = await runtime.red(seconds)
-    return metrics_data(red, int(time.time() * 1000))
+    when = _at(runtime, at, seconds)
+    red = await runtime.red(seconds, when)
+    return metrics_data(red, int((time.time() if when is None else when) * 1000))
 
 
 def _stage(summary: LatencySummary | None) -> StageLatency:

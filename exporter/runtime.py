@@ -33,11 +33,12 @@ class ExporterRuntime:
     def __post_init__(self) -> None:
         self.shared = Coalescer(self.settings.metrics_cache_seconds)
 
-    async def red(self, window_seconds: float) -> RedFigures:
-        """The RED figures over a window: one backend query however many ask at once."""
+    async def red(self, window_seconds: float, at: float | None = None) -> RedFigures:
+        """The RED figures over a window ending at ``at`` (default now): one backend query
+        however many ask at once."""
         return await self.shared.get(
-            ("red", window_seconds),
-            lambda: self.monitor.call(self.metrics.name, self.metrics.red(window_seconds)),
+            ("red", window_seconds, at),
+            lambda: self.monitor.call(self.metrics.name, self.metrics.red(window_seconds, at)),
         )
 
     async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:

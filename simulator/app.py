@@ -27,7 +27,7 @@ from exporter import routes as exporter_routes
 from exporter.embedded import EmbeddedShim
 from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
-from simulator.api import control, disruptions, users
+from simulator.api import control, disruptions, jobs, statistics, users
 from simulator.errors import install_error_handlers
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.runtime import Runtime
@@ -86,6 +86,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(users.router)
     app.include_router(control.router)
+    app.include_router(statistics.router)
+    app.include_router(jobs.router)
     app.include_router(disruptions.router)
     if shim is not None:
         app.include_router(exporter_routes.router)

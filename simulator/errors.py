@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from exporter.errors import SourceError, SourceTimeout, TraceNotFound
 from simulator.faults import ConfigStoreUnavailable
-from simulator.generator.jobs import JobNotFound, TooManyJobs
+from simulator.generator.jobs import JobNotFound, RateCapReached, TooManyJobs
 from simulator.options import InvalidOptions
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ class CapExceeded(Exception):
 
 class NotFound(Exception):
     """A named resource (job, disruption, ...) does not exist."""
+
+
+class Unprocessable(Exception):
+    """Well-formed input that cannot be carried out as asked (422)."""
 
 
 class Conflict(Exception):
@@ -57,6 +61,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return _answer(500, "internal error; see the server log")
 
     app.add_exception_handler(CapExceeded, cap_exceeded)
+    app.add_exception_handler(Unprocessable, cap_exceeded)
 
     async def bad_request(_: Request, exc: Exception) -> JSONResponse:
         return _answer(400, str(exc))
@@ -70,6 +75,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(JobNotFound, not_found)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(TooManyJobs, conflict)
+    app.add_exception_handler(RateCapReached, conflict)
     app.add_exception_handler(InvalidOptions, bad_request)
     app.add_exception_handler(SourceError, source_failed)
     app.add_exception_handler(TraceNotFound, not_found)

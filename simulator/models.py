@@ -15,6 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RateLimitAlgorithm = Literal["token_bucket", "leaky_bucket", "fixed_window", "sliding_window"]
 TrafficMode = Literal["single", "burst", "sustained"]
+JobMode = Literal["sustained", "scenario"]
+GenerationMode = Literal["single", "burst", "sustained", "scenario"]
+ScenarioName = Literal["normal", "peak", "error_injection", "latency_degradation", "stress"]
+# Route keys of the simulated user API the generator can send to ("METHOD template").
+EndpointKey = Literal[
+    "GET /api/v1/users/{id}",
+    "GET /api/v1/users",
+    "POST /api/v1/users",
+    "PATCH /api/v1/users/{id}",
+    "GET /api/v1/users/error",
+]
 
 
 class _Request(BaseModel):
@@ -78,7 +89,7 @@ class TrafficStatus(BaseModel):
     active: bool
     count: int = Field(description="Requests issued by the running (or most recent) generation.")
     job_id: str | None = None
-    mode: TrafficMode | None = None
+    mode: GenerationMode | None = None
     succeeded: int = 0
     failed: int = 0
     dropped: int = 0
@@ -129,19 +140,97 @@ class JobStats(BaseModel):
     late_sends: int = 0
     avg_latency_ms: float | None = None
     current_rps: float = 0.0
-    target_rps: float = 0.0
+    target_rps: float = Field(default=0.0, description="The rate asked for now (0 when done).")
     achieved_rps: float = 0.0
+
+
+class Percentiles(BaseModel):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class SlowRequest(BaseModel):
+    request_id: str
+    latency_ms: float
+
+
+class JobSummary(BaseModel):
+    """A finished job's exact figures, from every request it sent (not from histograms)."""
+
+    planned: int = Field(description="Requests the rate shape asked for.")
+    sent: int
+    dropped: int
+    succeeded: int
+    failed: int
+    late_sends: int
+    elapsed_seconds: float
+    achieved_rps: float = Field(description="Sent over the sending window.")
+    latency_ms: Percentiles = Field(
+        description="From the intended send time: corrected for coordinated omission."
+    )
+    service_latency_ms: Percentiles = Field(
+        description="From the actual send time: what a closed-loop client would report."
+    )
+    send_lag_ms: Percentiles
+    slowest: list[SlowRequest] = Field(description="The slowest requests, slowest first.")
+    failed_request_ids: list[str] = Field(description="The most recent failed requests.")
 
 
 class Job(BaseModel):
     job_id: str
-    mode: TrafficMode
+    mode: JobMode
     status: JobStatus
-    rps: float
+    rps: float = Field(description="Constant rate, or a scenario's peak rate.")
     duration: float
     started_at: datetime
     ended_at: datetime | None = None
+    scenario: ScenarioName | None = None
+    name: str | None = None
+    phase: str | None = Field(
+        default=None, description="The scenario's current phase (peak: ramp_up, hold, ramp_down)."
+    )
+    endpoints: list[str] = Field(default_factory=list)
     stats: JobStats
+    summary: JobSummary | None = Field(default=None, description="Once the job has completed.")
+
+
+class ScenarioJobRequest(_Request):
+    """A scenario job (seed 001): a named load shape over the user API.
+
+    ``normal`` holds ``max_rps``; ``peak`` ramps 0 to ``max_rps`` over the first quarter,
+    holds, and ramps back down over the last; ``error_injection`` sends 30 % of its requests
+    to the error endpoint (errorRate 0.5); ``latency_degradation`` adds database latency
+    growing linearly over the run; ``stress`` goes straight to ``max_rps``, by default the
+    server's cap.
+    """
+
+    scenario: ScenarioName
+    duration: float = Field(gt=0, description="Seconds.")
+    max_rps: float | None = Field(
+        default=None, gt=0, description="Peak rate; default 20 (stress: the server's cap)."
+    )
+    endpoints: Literal["all"] | list[EndpointKey] = Field(
+        default="all", description='"all" (the read-heavy rotation) or route keys to rotate over.'
+    )
+    payload: RequestPayload | None = Field(
+        default=None,
+        description="Pipeline options for the generated requests; its rate and count are unused.",
+    )
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="A label to find the job by (a scenario file's phase name).",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_endpoints(self) -> Self:
+        if isinstance(self.endpoints, list):
+            if not self.endpoints:
+                raise ValueError('endpoints must not be empty (use "all")')
+            if len(set(self.endpoints)) != len(self.endpoints):
+                raise ValueError("endpoints must not repeat")
+        return self
 
 
 class CircuitBreakerConfig(_Request):
@@ -209,3 +298,57 @@ class DisruptionsCleared(BaseModel):
     cleared: int
     message: str
     disruptions: list[Disruption]
+
+
+class TrafficTotals(BaseModel):
+    sent: int = Field(description="Requests sent, those still in flight included.")
+    succeeded: int = Field(description="Finished with HTTP 2xx.")
+    failed: int = Field(description="Finished otherwise: another status, or no response.")
+    in_flight: int = Field(description="Sent and not finished yet.")
+    dropped: int = Field(description="Due while the in-flight bound was reached; never sent.")
+    late_sends: int = Field(
+        description="Sent more than FAILURE_LAB_LATE_SEND_THRESHOLD_MS after their intended time."
+    )
+    elapsed_seconds: float = Field(description="Since the first send; 0 before it.")
+    mean_send_rps: float = Field(description="sent / elapsed_seconds; 0 before the first send.")
+
+
+class EndpointCounts(BaseModel):
+    sent: int = Field(description="Finished requests to this endpoint (succeeded + failed).")
+    succeeded: int
+    failed: int
+
+
+class TrafficErrorCounts(BaseModel):
+    """Failed requests by kind; every kind is always present."""
+
+    http_5xx: int = Field(default=0, description="Answered 5xx.")
+    rate_limited: int = Field(default=0, description="Answered 429.")
+    http_4xx: int = Field(default=0, description="Answered another 4xx.")
+    timeout: int = Field(default=0, description="No response within the request timeout.")
+    connection: int = Field(default=0, description="Connection refused, reset or closed.")
+    cancelled: int = Field(default=0, description="Cancelled in flight (a job stopped).")
+    other: int = Field(default=0, description="Anything else, e.g. a malformed response.")
+
+
+class TrafficStatistics(BaseModel):
+    """Everything this process's traffic generator sent since it started."""
+
+    totals: TrafficTotals
+    endpoint_counts: dict[str, EndpointCounts] = Field(
+        description='By route key, e.g. "GET /api/v1/users/{id}"; finished requests only.'
+    )
+    status_counts: dict[str, int] = Field(
+        description='By HTTP status, e.g. "200"; requests with no response are not here.'
+    )
+    error_counts: TrafficErrorCounts
+    retries: int = Field(description="Sum of the retry counts the service reported.")
+    circuit_breaker_trips: int = Field(
+        description="Times this process's circuit breaker opened (whoever's traffic tripped it)."
+    )
+    bytes_sent: int = Field(
+        description="Bytes of the request bodies of finished requests: the JSON of POST and "
+        "PATCH as encoded on the wire (no request lines, no headers)."
+    )
+    first_send_time: datetime | None = Field(description="UTC; null before the first send.")
+    last_send_time: datetime | None = Field(description="UTC; null before the first send.")

@@ -113,6 +113,7 @@ class Runtime:
         metrics.show_breaker(breaker.state, breaker.enabled)
         disruptions = DisruptionRegistry(settings, metrics, rng)
         metrics.watch_disruptions(disruptions.count_active)
+        metrics.watch_disruption_ends(disruptions.planned_end)
         log.info("disruptions are in-process: none survive a restart")
 
         tracer = tracer_provider.get_tracer("failure_lab.simulator")
@@ -141,6 +142,9 @@ class Runtime:
             engine,
             max_active_jobs=settings.max_active_jobs,
             finished_jobs_kept=settings.finished_jobs_kept,
+            max_total_rps=settings.max_rps,
+            finished_ttl_s=settings.finished_job_ttl_seconds,
+            metrics=generator_metrics,
         )
         return cls(
             settings,

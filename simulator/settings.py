@@ -37,6 +37,19 @@ class Settings(BaseSettings):
     late_send_threshold_ms: float = Field(default=5.0, gt=0)
     max_active_jobs: int = Field(default=4, ge=1)
     finished_jobs_kept: int = Field(default=100, ge=1)
+    finished_job_ttl_seconds: float = Field(
+        default=300.0, gt=0, description="How long a finished job can still be read."
+    )
+    # Scenario jobs (seed 001).
+    scenario_default_rps: float = Field(
+        default=20.0, gt=0, description="Peak rate of a scenario job that names none."
+    )
+    scenario_latency_growth_ms: float = Field(
+        default=500.0, ge=0, description="latency_degradation: database latency added by the end."
+    )
+    job_stream_interval_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="Interval of a job's Server-Sent Events."
+    )
 
     # Bounds on the failure config.
     max_retries_cap: int = Field(default=10, ge=0)

@@ -33,9 +33,10 @@ class LatencySummary:
 class MetricsSource(Protocol):
     name: str
 
-    async def red(self, window_seconds: float) -> RedFigures:
+    async def red(self, window_seconds: float, at: float | None = None) -> RedFigures:
         """Request rate (req/s), error rate (0..1, 5xx and 429 over all), retries in the
-        window, p95/p99 of request duration. Raises ``SourceError``."""
+        window ending at unix time ``at`` (default now), p95/p99 of request duration.
+        Raises ``SourceError``."""
         ...
 
     async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:

@@ -39,9 +39,10 @@ class EmbeddedMetricsSource:
         self._interval = interval
         self._clock = clock
 
-    async def red(self, window_seconds: float) -> RedFigures:
+    async def red(self, window_seconds: float, at: float | None = None) -> RedFigures:
         now = self._fresh_now()
-        return red_figures(evaluate_all(RED, self._ring, window_seconds, now))
+        when = now if at is None else min(at, now)
+        return red_figures(evaluate_all(RED, self._ring, window_seconds, when))
 
     async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
         now = self._fresh_now()

@@ -55,8 +55,8 @@ class PrometheusSource:
         self._owns_client = client is None
         self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
 
-    async def red(self, window_seconds: float) -> RedFigures:
-        return red_figures(await self._figures(RED, window_seconds))
+    async def red(self, window_seconds: float, at: float | None = None) -> RedFigures:
+        return red_figures(await self._figures(RED, window_seconds, at))
 
     async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
         return latency_summaries(await self._figures(LATENCY, window_seconds))
@@ -73,11 +73,13 @@ class PrometheusSource:
         if self._owns_client:
             await self._client.aclose()
 
-    async def _figures(self, figures: Sequence[Figure], window_seconds: float) -> Values:
-        """Every figure at one evaluation time; all queries run to the end (or the bound)
-        before the first failure, if any, is raised."""
+    async def _figures(
+        self, figures: Sequence[Figure], window_seconds: float, at: float | None = None
+    ) -> Values:
+        """Every figure at one evaluation time (default now); all queries run to the end
+        (or the bound) before the first failure, if any, is raised."""
         queries = [render(figure.expr, window_seconds) for figure in figures]
-        at = time.time()
+        at = time.time() if at is None else at
         answers = await self._within(
             asyncio.gather(*(self._query(q, at) for q in queries), return_exceptions=True)
         )

@@ -2,8 +2,9 @@
 
 Caps on count, rate and duration are server settings; a request above one gets 422 naming
 the cap and the setting that raises it. Sustained generation answers 202 with a job that
-can be read and stopped under ``/v1/traffic/jobs``. The circuit breaker's config can be
-changed at run time too, so a scenario can compare a run with and without it.
+can be read and stopped under ``/v1/traffic/jobs`` (simulator/api/jobs.py). The circuit
+breaker's config can be changed at run time too, so a scenario can compare a run with and
+without it.
 """
 
 from __future__ import annotations
@@ -79,21 +80,6 @@ async def generate(traffic: TrafficRequest, request: Request) -> object:
 @router.get("/v1/traffic/status", summary="Whether a generation runs, and its request count")
 async def traffic_status(request: Request) -> TrafficStatus:
     return _runtime(request).jobs.status()
-
-
-@router.get("/v1/traffic/jobs", summary="Sustained generation jobs, running and finished")
-async def list_jobs(request: Request) -> list[Job]:
-    return _runtime(request).jobs.list()
-
-
-@router.get("/v1/traffic/jobs/{job_id}", summary="One job")
-async def get_job(job_id: str, request: Request) -> Job:
-    return _runtime(request).jobs.get(job_id)
-
-
-@router.post("/v1/traffic/jobs/{job_id}/stop", summary="Stop a running job")
-async def stop_job(job_id: str, request: Request) -> Job:
-    return await _runtime(request).jobs.stop(job_id)
 
 
 @router.get("/v1/config/failure", summary="The failure config applied to every request")

@@ -29,8 +29,9 @@ from opentelemetry.trace import Span
 
 from simulator.generator.arrivals import Rate, schedule, sleep_until
 from simulator.generator.metrics import GeneratorMetrics
-from simulator.generator.planner import PlannedRequest, RequestPlanner
+from simulator.generator.planner import PlannedRequest, RequestPlanner, RequestSource
 from simulator.generator.recording import Exchange, Recorder, ResultCallback, Sink, wall_offset
+from simulator.generator.scenarios import OptionsSchedule
 from simulator.generator.senders import (
     Sender,
     SenderConfig,
@@ -40,6 +41,7 @@ from simulator.generator.senders import (
     error_text,
 )
 from simulator.generator.stats import LiveStats, RunSamples, RunStats
+from simulator.generator.tally import TrafficTally
 from simulator.models import TrafficResult
 from simulator.options import HEADER, PipelineOptions
 
@@ -82,7 +84,9 @@ class TrafficEngine:
         )
         self._metrics = metrics
         self._planner = planner
-        self._recorder = Recorder(metrics, late_threshold_s)
+        self.tally = TrafficTally()
+        """Statistics over everything this engine sent (``GET /v1/traffic/statistics``)."""
+        self._recorder = Recorder(metrics, late_threshold_s, self.tally)
         self._drain_timeout_s = drain_timeout_s
         self._sender_factory = sender_factory
         self._sender: Sender | None = None
@@ -169,25 +173,29 @@ class TrafficEngine:
 
     async def run(
         self,
-        options: PipelineOptions,
+        options: OptionsSchedule,
         *,
         rate: Rate,
         duration: float,
         job_id: str | None = None,
         on_result: ResultCallback | None = None,
         live: LiveStats | None = None,
+        requests: RequestSource | None = None,
     ) -> RunStats:
         """Open-model run for ``duration`` s at ``rate`` req/s (a constant or f(elapsed s)).
 
-        Cancelling it stops scheduling, lets requests in flight finish within the drain
-        timeout (cancelling the rest) and re-raises; ``live`` has the counts so far.
+        ``options`` may be a function of the elapsed seconds too, and ``requests`` a source
+        of its own (default: the engine's rotation). Cancelling the run stops scheduling,
+        lets requests in flight finish within the drain timeout (cancelling the rest) and
+        re-raises; ``live`` has the counts so far.
         """
         sender = self._require_sender()
         plan = schedule(rate, duration)
         run_live = live if live is not None else LiveStats()
         samples = RunSamples(plan.planned)
         sink = Sink(self._lives(run_live), samples, on_result)
-        headers = _headers(options)
+        source = requests if requests is not None else self._planner
+        headers_at = _HeaderSchedule(options)
         tasks: set[asyncio.Task[Exchange]] = set()
         finished = self._finisher(tasks)
         key = object()
@@ -204,8 +212,9 @@ class TrafficEngine:
                     self._recorder.dropped(sink.lives)
                     continue
                 await self._slots.acquire()  # free slot: returns without suspending
+                headers = headers_at(offset)
                 task = asyncio.create_task(
-                    self._exchange(sender, headers, self._planner.next(), intended, job_id, sink)
+                    self._exchange(sender, headers, source.next(), intended, job_id, sink)
                 )
                 tasks.add(task)
                 task.add_done_callback(finished)
@@ -310,9 +319,9 @@ class TrafficEngine:
             reply = await sender.request(planned, headers)
             exchange.http_status, exchange.retries = reply.status, reply.retries
         except TransportError as exc:
-            exchange.error = str(exc)
+            exchange.error, exchange.error_kind = str(exc), exc.kind
         except asyncio.CancelledError as exc:
-            exchange.error, cancelled = "cancelled", exc
+            exchange.error, exchange.error_kind, cancelled = "cancelled", "cancelled", exc
         except Exception as exc:
             exchange.error = error_text(exc, self._config.request_timeout_s)
         finally:
@@ -329,6 +338,23 @@ class TrafficEngine:
 
 def _headers(options: PipelineOptions) -> dict[str, str]:
     return {HEADER: options.encode()}
+
+
+class _HeaderSchedule:
+    """The options header at an elapsed time; re-encoded only when the options change."""
+
+    def __init__(self, options: OptionsSchedule) -> None:
+        self._schedule = options if callable(options) else None
+        self._options = options if isinstance(options, PipelineOptions) else None
+        self._headers = _headers(self._options) if self._options is not None else {}
+
+    def __call__(self, elapsed: float) -> dict[str, str]:
+        if self._schedule is None:
+            return self._headers
+        options = self._schedule(elapsed)
+        if options != self._options:
+            self._options, self._headers = options, _headers(options)
+        return self._headers
 
 
 def _rate_now(rate: Rate, elapsed: float) -> float:

@@ -1,27 +1,48 @@
-"""Generations of traffic as the control API sees them: single, burst and sustained jobs.
+"""Generations of traffic as the control API sees them: single, burst and background jobs.
 
-A sustained job is an asyncio task running the engine's open-model loop; the manager bounds how
-many run at once and how many finished ones it remembers, and can stop any of them. Every
-generation (also a single request or a burst) is tracked so ``status()`` can say whether
-anything is running and how many requests the running (or most recent) generation issued.
+A job (sustained at a constant rate, or a scenario's load shape) is an asyncio task running
+the engine's open-model loop; the manager bounds how many run at once and their summed rate
+(the server's rate cap holds for all jobs together, not each), forgets finished jobs after a
+while, and can stop any of them. Every generation (also a single request or a burst) is
+tracked so ``status()`` can say whether anything is running and how many requests the running
+(or most recent) generation issued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+from simulator.generator.arrivals import sleep_until
 from simulator.generator.engine import TrafficEngine
+from simulator.generator.metrics import GeneratorMetrics
+from simulator.generator.scenarios import ScenarioPlan
 from simulator.generator.stats import LiveStats, RunStats
-from simulator.models import Job, JobStats, JobStatus, TrafficMode, TrafficResult, TrafficStatus
+from simulator.models import (
+    GenerationMode,
+    Job,
+    JobMode,
+    JobStats,
+    JobStatus,
+    JobSummary,
+    Percentiles,
+    SlowRequest,
+    TrafficResult,
+    TrafficStatus,
+)
 from simulator.options import PipelineOptions
 
 CLOSE_TIMEOUT_S = 10.0
+
+logger = logging.getLogger(__name__)
 
 
 class TooManyJobs(Exception):
@@ -35,6 +56,18 @@ class TooManyJobs(Exception):
         self.limit = limit
 
 
+class RateCapReached(Exception):
+    """Running jobs together would go past the server's rate cap."""
+
+    def __init__(self, asked: float, running: dict[str, float], cap: float) -> None:
+        jobs = ", ".join(f"{job_id} at {rps:g}" for job_id, rps in running.items())
+        super().__init__(
+            f"a job at {asked:g} req/s next to the running job(s) ({jobs} req/s) would exceed "
+            f"the cap of {cap:g} req/s for all jobs together (setting FAILURE_LAB_MAX_RPS); "
+            "stop one or ask for less"
+        )
+
+
 class JobNotFound(LookupError):
     """No job with that id (never existed, or forgotten among old finished jobs)."""
 
@@ -45,7 +78,7 @@ class JobNotFound(LookupError):
 
 @dataclass(slots=True, eq=False)
 class _Generation:
-    mode: TrafficMode
+    mode: GenerationMode
     job_id: str | None = None
     target_rps: float | None = None
     live: LiveStats = field(default_factory=LiveStats)
@@ -66,23 +99,38 @@ class _Generation:
 @dataclass(slots=True)
 class _JobRecord:
     generation: _Generation
+    mode: JobMode
     rps: float
     duration: float
     started_at: datetime
+    plan: ScenarioPlan | None = None
+    name: str | None = None
     task: asyncio.Task[RunStats] | None = None
     status: JobStatus = "running"
     ended_at: datetime | None = None
+    ended_clock: float | None = None
 
     def to_model(self) -> Job:
         live = self.generation.live
+        running = self.status == "running"
+        elapsed = self.generation.elapsed()
+        plan = self.plan
+        target = self.rps
+        if plan is not None and running:
+            target = plan.rate_at(elapsed)
+        result = self.generation.result
         return Job(
             job_id=self.generation.job_id or "",
-            mode="sustained",
+            mode=self.mode,
             status=self.status,
             rps=self.rps,
             duration=self.duration,
             started_at=self.started_at,
             ended_at=self.ended_at,
+            scenario=plan.scenario if plan is not None else None,
+            name=self.name,
+            phase=plan.stage_at(elapsed).name if plan is not None and running else None,
+            endpoints=list(plan.endpoints) if plan is not None else [],
             stats=JobStats(
                 total=live.sent,
                 succeeded=live.succeeded,
@@ -90,24 +138,73 @@ class _JobRecord:
                 dropped=live.dropped,
                 late_sends=live.late_sends,
                 avg_latency_ms=live.avg_latency_ms,
-                current_rps=live.current_rps() if self.status == "running" else 0.0,
-                target_rps=self.rps,
+                current_rps=live.current_rps() if running else 0.0,
+                target_rps=target,
                 achieved_rps=self.generation.achieved_rps(),
             ),
+            summary=summary(result) if result is not None else None,
         )
 
 
+def summary(result: RunStats) -> JobSummary:
+    return JobSummary(
+        planned=result.target,
+        sent=result.sent,
+        dropped=result.dropped,
+        succeeded=result.succeeded,
+        failed=result.failed,
+        late_sends=result.late_sends,
+        elapsed_seconds=result.elapsed,
+        achieved_rps=result.achieved_rps,
+        latency_ms=Percentiles(
+            p50=result.latency_p50_ms, p95=result.latency_p95_ms, p99=result.latency_p99_ms
+        ),
+        service_latency_ms=Percentiles(
+            p50=result.service_latency_p50_ms,
+            p95=result.service_latency_p95_ms,
+            p99=result.service_latency_p99_ms,
+        ),
+        send_lag_ms=Percentiles(
+            p50=result.send_lag_p50_ms, p95=result.send_lag_p95_ms, p99=result.send_lag_p99_ms
+        ),
+        slowest=[
+            SlowRequest(request_id=request_id, latency_ms=latency)
+            for request_id, latency in result.slowest
+        ],
+        failed_request_ids=list(result.failed_ids),
+    )
+
+
 class JobManager:
-    """Runs generations on one engine; owns the tasks of sustained jobs."""
+    """Runs generations on one engine; owns the tasks of background jobs.
+
+    ``max_total_rps`` bounds the summed (peak) rate of the jobs running at once;
+    finished jobs are forgotten ``finished_ttl_s`` after they ended, or sooner when more
+    than ``finished_jobs_kept`` have finished since.
+    """
 
     def __init__(
-        self, engine: TrafficEngine, *, max_active_jobs: int, finished_jobs_kept: int
+        self,
+        engine: TrafficEngine,
+        *,
+        max_active_jobs: int,
+        finished_jobs_kept: int,
+        max_total_rps: float = math.inf,
+        finished_ttl_s: float = 300.0,
+        metrics: GeneratorMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_active_jobs < 1 or finished_jobs_kept < 1:
             raise ValueError("max_active_jobs and finished_jobs_kept must be >= 1")
+        if not (max_total_rps > 0 and finished_ttl_s > 0):
+            raise ValueError("max_total_rps and finished_ttl_s must be > 0")
         self._engine = engine
         self._max_active = max_active_jobs
         self._kept = finished_jobs_kept
+        self._max_total_rps = max_total_rps
+        self._ttl = finished_ttl_s
+        self._metrics = metrics
+        self._clock = clock
         self._running: dict[str, _JobRecord] = {}
         self._finished: OrderedDict[str, _JobRecord] = OrderedDict()
         self._active: list[_Generation] = []
@@ -128,39 +225,30 @@ class JobManager:
             self._end(generation)
 
     def start_sustained(self, options: PipelineOptions, rps: float, duration: float) -> Job:
-        """Start a sustained job in the background; raises ``TooManyJobs`` at the limit."""
+        """Start a sustained job in the background.
+
+        Raises ``TooManyJobs`` or ``RateCapReached`` when it cannot run next to the others.
+        """
         if not (rps > 0 and math.isfinite(rps) and duration > 0 and math.isfinite(duration)):
             raise ValueError("rps and duration must be finite numbers > 0")
-        if len(self._running) >= self._max_active:
-            raise TooManyJobs(self._max_active)
-        job_id = str(uuid.uuid4())
-        record = _JobRecord(
-            generation=self._begin("sustained", job_id=job_id, target_rps=rps),
-            rps=rps,
-            duration=duration,
-            started_at=datetime.now(UTC),
+        self._admit(rps)
+        record = self._record("sustained", rps, duration)
+        job_id = record.generation.job_id
+        return self._launch(
+            record,
+            self._engine.run(
+                options, rate=rps, duration=duration, job_id=job_id, live=record.generation.live
+            ),
         )
-        self._running[job_id] = record
-        try:
-            task = asyncio.create_task(
-                self._engine.run(
-                    options,
-                    rate=rps,
-                    duration=duration,
-                    job_id=job_id,
-                    live=record.generation.live,
-                ),
-                name=f"failure-lab-job-{job_id}",
-            )
-        except BaseException:
-            self._running.pop(job_id)
-            self._end(record.generation)
-            raise
-        record.task = task
-        task.add_done_callback(lambda done: self._finish(record, done))
-        return record.to_model()
+
+    def start_scenario(self, plan: ScenarioPlan, name: str | None = None) -> Job:
+        """Start a scenario job in the background; admitted at its peak rate."""
+        self._admit(plan.peak_rps)
+        record = self._record("scenario", plan.peak_rps, plan.duration, plan=plan, name=name)
+        return self._launch(record, self._scenario(record, plan))
 
     def get(self, job_id: str) -> Job:
+        self._prune()
         record = self._running.get(job_id) or self._finished.get(job_id)
         if record is None:
             raise JobNotFound(job_id)
@@ -168,9 +256,17 @@ class JobManager:
 
     def list(self) -> list[Job]:
         """Every known job, newest first."""
+        self._prune()
         records = [*self._running.values(), *self._finished.values()]
         records.sort(key=lambda record: record.generation.started, reverse=True)
         return [record.to_model() for record in records]
+
+    async def wait(self, job_id: str, timeout: float) -> Job:
+        """The job once it has finished, or after ``timeout`` seconds, whichever is first."""
+        record = self._running.get(job_id)
+        if record is not None and record.task is not None:
+            await asyncio.wait({record.task}, timeout=timeout)
+        return self.get(job_id)
 
     async def stop(self, job_id: str) -> Job:
         """Cancel a running job and wait for it; a finished job is returned unchanged."""
@@ -213,8 +309,76 @@ class JobManager:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _admit(self, rps: float) -> None:
+        if len(self._running) >= self._max_active:
+            raise TooManyJobs(self._max_active)
+        running = {job_id: record.rps for job_id, record in self._running.items()}
+        if sum(running.values()) + rps > self._max_total_rps * (1 + 1e-9):
+            raise RateCapReached(rps, running, self._max_total_rps)
+
+    def _record(
+        self,
+        mode: JobMode,
+        rps: float,
+        duration: float,
+        *,
+        plan: ScenarioPlan | None = None,
+        name: str | None = None,
+    ) -> _JobRecord:
+        job_id = str(uuid.uuid4())
+        return _JobRecord(
+            generation=self._begin(mode, job_id=job_id, target_rps=rps),
+            mode=mode,
+            rps=rps,
+            duration=duration,
+            started_at=datetime.now(UTC),
+            plan=plan,
+            name=name,
+        )
+
+    def _launch(self, record: _JobRecord, work: Coroutine[Any, Any, RunStats]) -> Job:
+        job_id = record.generation.job_id or ""
+        self._running[job_id] = record
+        try:
+            task = asyncio.create_task(work, name=f"failure-lab-job-{job_id}")
+        except BaseException:
+            work.close()
+            self._running.pop(job_id)
+            self._end(record.generation)
+            raise
+        record.task = task
+        task.add_done_callback(lambda done: self._finish(record, done))
+        return record.to_model()
+
+    async def _scenario(self, record: _JobRecord, plan: ScenarioPlan) -> RunStats:
+        marker = asyncio.create_task(self._mark_stages(plan, record.generation.started))
+        try:
+            return await self._engine.run(
+                plan.options,
+                rate=plan.rate,
+                duration=plan.duration,
+                job_id=record.generation.job_id,
+                live=record.generation.live,
+                requests=plan.requests,
+            )
+        finally:
+            marker.cancel()
+            await asyncio.wait({marker})
+
+    async def _mark_stages(self, plan: ScenarioPlan, started: float) -> None:
+        """Holds the phase gauge at 1 for the stage the job is in, 0 once it has left it."""
+        if self._metrics is None:
+            return
+        for stage in plan.stages:
+            child = self._metrics.scenario_phase.labels(plan.scenario, stage.name)
+            child.inc()
+            try:
+                await sleep_until(started + stage.end)
+            finally:
+                child.dec()
+
     def _begin(
-        self, mode: TrafficMode, *, job_id: str | None = None, target_rps: float | None = None
+        self, mode: GenerationMode, *, job_id: str | None = None, target_rps: float | None = None
     ) -> _Generation:
         generation = _Generation(mode, job_id=job_id, target_rps=target_rps)
         self._active.append(generation)
@@ -229,15 +393,26 @@ class JobManager:
     def _finish(self, record: _JobRecord, task: asyncio.Task[RunStats]) -> None:
         if task.cancelled():
             record.status = "cancelled"
-        elif task.exception() is not None:
+        elif (error := task.exception()) is not None:
             record.status = "error"
+            logger.error("job %s failed", record.generation.job_id, exc_info=error)
         else:
             record.status = "completed"
             record.generation.result = task.result()
         record.ended_at = datetime.now(UTC)
+        record.ended_clock = self._clock()
         self._end(record.generation)
         job_id = record.generation.job_id or ""
         self._running.pop(job_id, None)
         self._finished[job_id] = record
+        self._prune()
+
+    def _prune(self) -> None:
         while len(self._finished) > self._kept:
+            self._finished.popitem(last=False)
+        horizon = self._clock() - self._ttl
+        while self._finished:
+            oldest = next(iter(self._finished.values()))
+            if oldest.ended_clock is None or oldest.ended_clock > horizon:
+                break
             self._finished.popitem(last=False)

@@ -101,6 +101,12 @@ class GeneratorMetrics:
             "Requests sent and not yet finished.",
             registry=registry,
         )
+        self.scenario_phase = Gauge(
+            "failure_lab_generator_scenario_phase",
+            "Scenario jobs in each phase of their load shape (peak: ramp_up, hold, ramp_down).",
+            ["scenario", "phase"],
+            registry=registry,
+        )
 
     def observe_latency(
         self, intended_s: float, actual_s: float, trace_id: int, now: float

@@ -11,7 +11,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, get_args
+
+from simulator.models import EndpointKey
 
 GET_USER: Final = "GET /api/v1/users/{id}"
 LIST_USERS: Final = "GET /api/v1/users"
@@ -19,7 +21,8 @@ CREATE_USER: Final = "POST /api/v1/users"
 UPDATE_USER: Final = "PATCH /api/v1/users/{id}"
 ERROR: Final = "GET /api/v1/users/error"
 
-ENDPOINTS: Final[tuple[str, ...]] = (GET_USER, LIST_USERS, CREATE_USER, UPDATE_USER, ERROR)
+# The same keys, in the same order, as the API's ``EndpointKey``.
+ENDPOINTS: Final[tuple[str, ...]] = get_args(EndpointKey)
 
 # The default rotation: 6 x get, 2 x list, 1 x create, 1 x update, interleaved.
 DEFAULT_CYCLE: Final[tuple[str, ...]] = (
@@ -59,6 +62,12 @@ class PlannedRequest:
     def endpoint(self) -> str:
         """The route key, e.g. ``GET /api/v1/users/{id}``."""
         return f"{self.method} {self.route}"
+
+
+class RequestSource(Protocol):
+    """Hands out the next request to send."""
+
+    def next(self) -> PlannedRequest: ...
 
 
 class RequestPlanner:

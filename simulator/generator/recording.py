@@ -1,4 +1,4 @@
-"""Accounting for one generated request: metrics, live counters, run samples, the result.
+"""Accounting for one generated request: metrics, tally, live counters, samples, the result.
 
 The engine decides when a request goes out; this module records what happened to it, in the
 same way for single requests, bursts and open-model runs, so every path moves the same
@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest
+from simulator.generator.senders import TransportErrorKind
 from simulator.generator.stats import LiveStats, RunSamples
+from simulator.generator.tally import TrafficTally
 from simulator.models import TrafficResult
 
 logger = logging.getLogger(__name__)
@@ -30,7 +32,8 @@ ResultCallback = Callable[[TrafficResult], None]
 @dataclass(slots=True, eq=False)
 class Exchange:
     """One request, filled in as it goes: the client-span hook sets ``trace_id``, the engine
-    the outcome (an HTTP status and the service's retry count, or an error text) and ``ended``.
+    the outcome (an HTTP status and the service's retry count, or an error text and its
+    ``error_kind``) and ``ended``.
 
     Instants are ``time.perf_counter()`` values; ``trace_id`` is 0 until a span was started.
     """
@@ -45,6 +48,7 @@ class Exchange:
     http_status: int | None = None
     retries: int = 0
     error: str | None = None
+    error_kind: TransportErrorKind | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -85,9 +89,12 @@ class Sink:
 
 
 class Recorder:
-    def __init__(self, metrics: GeneratorMetrics, late_threshold_s: float) -> None:
+    def __init__(
+        self, metrics: GeneratorMetrics, late_threshold_s: float, tally: TrafficTally
+    ) -> None:
         self._metrics = metrics
         self._late_threshold_s = late_threshold_s
+        self._tally = tally
 
     def sent(self, sink: Sink, intended: float, actual: float) -> float:
         """Count a request leaving now; returns its send lag in seconds."""
@@ -98,6 +105,7 @@ class Recorder:
         metrics.send_lag.observe(lag)
         if late:
             metrics.late_sends.inc()
+        self._tally.record_sent(actual, late)
         for live in sink.lives:
             live.record_sent(actual, late)
         if sink.samples is not None:
@@ -106,6 +114,7 @@ class Recorder:
 
     def dropped(self, lives: tuple[LiveStats, ...]) -> None:
         self._metrics.dropped.inc()
+        self._tally.record_dropped()
         for live in lives:
             live.record_dropped()
 
@@ -116,11 +125,15 @@ class Recorder:
         metrics = self._metrics
         (metrics.succeeded if success else metrics.failed).inc()
         metrics.observe_latency(latency_s, service_s, exchange.trace_id, exchange.ended)
+        self._tally.record_finished(
+            exchange.planned, exchange.http_status, exchange.error_kind, exchange.retries
+        )
         latency_ms = latency_s * 1000
         for live in sink.lives:
             live.record_finished(success, latency_ms)
         if sink.samples is not None:
             sink.samples.add_latency(latency_ms, service_s * 1000)
+            sink.samples.add_outcome(latency_ms, exchange.trace_id, success)
         if sink.on_result is not None:
             try:
                 sink.on_result(exchange.result())

@@ -2,10 +2,12 @@
 
 The engine owns scheduling, timing and accounting; a sender only turns a planned request into
 an HTTP exchange and reports the status and the service's retry count, or raises
-``TransportError`` with a short text. Keeping it this thin lets a benchmark run another client
-under the very same scheduler. The aiohttp sender traces with the aiohttp-client
-instrumentation's trace config on its own session (never the global instrumentor), with the
-tracer provider it is given; ``span_hook`` sees each client span as soon as it is created.
+``TransportError`` with a short text and its kind (timeout, connection, other), decided here
+from the exception itself, where its type is still known. Keeping it this thin lets a
+benchmark run another client under the very same scheduler. The aiohttp sender traces with
+the aiohttp-client instrumentation's trace config on its own session (never the global
+instrumentor), with the tracer provider it is given; ``span_hook`` sees each client span as
+soon as it is created.
 The instrumentation's OpenTelemetry duration histograms go to a no-op meter provider, as the
 app's server-side instrumentation does: the generator's metrics are its Prometheus series, and
 a global meter provider set by anyone else must not start recording two histograms a request.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import aiohttp
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
@@ -31,9 +33,16 @@ _ERROR_TEXT_LIMIT = 200
 
 SpanHook = Callable[[Span], None]
 
+TransportErrorKind = Literal["timeout", "connection", "cancelled", "other"]
+"""Why no response arrived; ``cancelled`` is set by the engine, which does the cancelling."""
+
 
 class TransportError(Exception):
     """No response arrived (connection error, timeout); the message is short and printable."""
+
+    def __init__(self, message: str, kind: TransportErrorKind = "other") -> None:
+        super().__init__(message)
+        self.kind: TransportErrorKind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,22 @@ def parse_retries(value: str | None) -> int:
         return max(0, int(value))
     except ValueError:
         return 0
+
+
+def transport_error_kind(exc: BaseException) -> TransportErrorKind:
+    """Classify an exception of the HTTP client by its type, never by its message.
+
+    ``TimeoutError`` comes first: it is an ``OSError``, and aiohttp's own timeouts
+    (``ServerTimeoutError``, ``ConnectionTimeoutError``) are both ``TimeoutError`` and
+    ``ClientConnectionError``. Refused, reset and dropped connections are
+    ``ClientConnectionError`` or ``OSError``; anything else (a malformed response, a bad
+    URL) is ``other``.
+    """
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+        return "connection"
+    return "other"
 
 
 def error_text(exc: BaseException, timeout_s: float) -> str:
@@ -115,7 +140,9 @@ class AiohttpSender:
                 await response.read()
                 return Reply(response.status, parse_retries(response.headers.get(RETRIES_HEADER)))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise TransportError(error_text(exc, self._timeout_s)) from exc
+            raise TransportError(
+                error_text(exc, self._timeout_s), transport_error_kind(exc)
+            ) from exc
 
     async def aclose(self) -> None:
         await self._session.close()

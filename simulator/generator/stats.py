@@ -8,13 +8,17 @@ bucket interpolations.
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 RPS_WINDOW_S = 1.0
+SLOWEST_KEPT = 10
+FAILED_KEPT = 20
 
 
 @dataclass(slots=True)
@@ -80,6 +84,7 @@ class RunStats:
     elapsed: float
     achieved_rps: float
     send_lag_p50_ms: float | None
+    send_lag_p95_ms: float | None
     send_lag_p99_ms: float | None
     latency_p50_ms: float | None
     latency_p95_ms: float | None
@@ -87,16 +92,33 @@ class RunStats:
     service_latency_p50_ms: float | None
     service_latency_p95_ms: float | None
     service_latency_p99_ms: float | None
+    slowest: tuple[tuple[str, float], ...] = ()
+    """(request id, latency ms) of the slowest requests, slowest first."""
+    failed_ids: tuple[str, ...] = ()
+    """Request ids of the most recent failed requests, oldest first."""
 
 
 class RunSamples:
-    """Per-request samples of one run, never more than ``capacity`` of each."""
+    """Per-request samples of one run, never more than ``capacity`` of each, plus the ids
+    of its slowest and its most recent failed requests (trace ids, 0 when none)."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self.send_lag_ms: list[float] = []
         self.latency_ms: list[float] = []
         self.service_latency_ms: list[float] = []
+        self._slowest: list[tuple[float, int]] = []  # a min-heap of the SLOWEST_KEPT largest
+        self._failed: deque[int] = deque(maxlen=FAILED_KEPT)
+
+    def add_outcome(self, latency_ms: float, trace_id: int, success: bool) -> None:
+        if not trace_id:
+            return
+        if not success:
+            self._failed.append(trace_id)
+        if len(self._slowest) < SLOWEST_KEPT:
+            heapq.heappush(self._slowest, (latency_ms, trace_id))
+        elif latency_ms > self._slowest[0][0]:
+            heapq.heapreplace(self._slowest, (latency_ms, trace_id))
 
     def add_send_lag(self, lag_ms: float) -> None:
         if len(self.send_lag_ms) < self._capacity:
@@ -123,6 +145,7 @@ class RunSamples:
             elapsed=elapsed,
             achieved_rps=live.sent / send_window if send_window > 0 else 0.0,
             send_lag_p50_ms=percentile(lag, 50),
+            send_lag_p95_ms=percentile(lag, 95),
             send_lag_p99_ms=percentile(lag, 99),
             latency_p50_ms=percentile(latency, 50),
             latency_p95_ms=percentile(latency, 95),
@@ -130,7 +153,17 @@ class RunSamples:
             service_latency_p50_ms=percentile(service, 50),
             service_latency_p95_ms=percentile(service, 95),
             service_latency_p99_ms=percentile(service, 99),
+            slowest=tuple(
+                (request_id(trace_id), latency)
+                for latency, trace_id in sorted(self._slowest, reverse=True)
+            ),
+            failed_ids=tuple(request_id(trace_id) for trace_id in self._failed),
         )
+
+
+def request_id(trace_id: int) -> str:
+    """The public request id of a trace id: its UUID form, as in ``TrafficResult``."""
+    return str(uuid.UUID(int=trace_id))
 
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:

@@ -327,10 +327,10 @@ class SwitchableMetrics:
         self.name = inner.name
         self.down = False
 
-    async def red(self, window_seconds: float) -> RedFigures:
+    async def red(self, window_seconds: float, at: float | None = None) -> RedFigures:
         if self.down:
             raise SourceUnavailable(self.name, "connection refused")
-        return await self.inner.red(window_seconds)
+        return await self.inner.red(window_seconds, at)
 
     async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
         return await self.inner.latency(window_seconds)

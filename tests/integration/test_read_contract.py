@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -138,6 +139,27 @@ async def test_metrics_json_counts_the_requests_made(http: httpx.AsyncClient) ->
     # Every request spent 10 ms in the database, and a little more in the service.
     assert 10 <= data["p95_latency"] <= 16
     assert data["p95_latency"] <= data["p99_latency"] <= 20
+
+
+async def test_metrics_json_at_evaluates_a_window_that_ended_earlier(
+    http: httpx.AsyncClient,
+) -> None:
+    await asyncio.sleep(3.0)  # samples of the idle service
+    before = time.time()
+    await http.post("/v1/traffic/generate", json={"mode": "burst", "count": 20, "payload": PAYLOAD})
+    await asyncio.sleep(3.0)
+    after = time.time()
+    await asyncio.sleep(3.0)  # then quiet again: "now" over 3 s sees nothing
+    quiet = (await http.get("/metrics/json", params={"window": "2s"})).json()
+    idle = (await http.get("/metrics/json", params={"window": "2s", "at": before})).json()
+    busy = (await http.get("/metrics/json", params={"window": "5s", "at": after})).json()
+    assert quiet["request_rate"] == idle["request_rate"] == 0
+    assert busy["request_rate"] * 5 == pytest.approx(20, rel=0.15)
+    assert busy["timestamp"] == int(after * 1000)
+    for at in (after + 60, before - 7200, float("nan")):
+        refused = await http.get("/metrics/json", params={"window": "5s", "at": at})
+        assert refused.status_code == 422
+        assert "FAILURE_LAB_MAX_METRICS_WINDOW_SECONDS" in refused.json()["detail"]
 
 
 @pytest.mark.parametrize("window", ["0s", "1s", "2h", "abc", "5x", "-1m"])

@@ -96,6 +96,29 @@ async def test_control_calls_are_forwarded_unchanged(stack: Stack) -> None:
     assert missing.json() == (await stack.simulator.get("/v1/traffic/jobs/nope")).json()
 
 
+async def test_a_job_stream_is_relayed_as_it_happens(stack: Stack) -> None:
+    started = await stack.shim.post(
+        "/v1/traffic/jobs", json={"scenario": "normal", "duration": 1.5, "max_rps": 20}
+    )
+    assert started.status_code == 201
+    job_id = started.json()["job_id"]
+    arrivals: list[tuple[float, str]] = []
+    loop = asyncio.get_running_loop()
+    async with stack.shim.stream("GET", f"/v1/traffic/jobs/{job_id}/stream") as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        async for line in stream.aiter_lines():
+            if line.startswith("event: "):
+                arrivals.append((loop.time(), line.removeprefix("event: ")))
+    kinds = [kind for _, kind in arrivals]
+    assert kinds[-1] == "done" and kinds.count("done") == 1 and "status" in kinds
+    # Relayed, not buffered: the first status came a second or more before the end.
+    assert arrivals[-1][0] - arrivals[0][0] >= 1.0
+    missing = await stack.shim.get("/v1/traffic/jobs/nope/stream")
+    assert missing.status_code == 404
+    assert "nope" in missing.json()["detail"]
+
+
 async def test_metrics_come_from_prometheus_and_jaeger_down_is_named(stack: Stack) -> None:
     config = config_with(db_latency_min_ms=1, db_latency_max_ms=2).model_dump()
     await stack.shim.put("/v1/config/failure", json=config)

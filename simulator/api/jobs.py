@@ -1,0 +1,113 @@
+"""Background jobs over HTTP: scenario jobs (seed 001) and the sustained jobs of seed 000.
+
+``POST /v1/traffic/jobs`` starts a scenario job (201 with the job and its ``Location``);
+jobs are read, listed and stopped here whichever way they were started. A job's progress is
+also a Server-Sent Events stream: a ``status`` event every ``job_stream_interval_seconds``
+while it runs and one ``done`` event with its final state (and summary), after which the
+stream ends. A client that goes away only ends its own stream; the job runs on.
+
+Caps answer 422 naming the setting; a job that cannot run next to the running ones (too many,
+or their summed rate past the cap) answers 409.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from simulator.errors import CapExceeded, Unprocessable
+from simulator.generator.scenarios import plan_scenario
+from simulator.models import Job, ScenarioJobRequest
+from simulator.options import PipelineOptions
+from simulator.runtime import Runtime
+
+router = APIRouter(prefix="/v1/traffic/jobs", tags=["jobs"])
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Job,
+    summary="Start a scenario job: normal, peak, error_injection, latency_degradation, stress",
+)
+async def start_scenario_job(body: ScenarioJobRequest, request: Request) -> JSONResponse:
+    runtime = _runtime(request)
+    settings = runtime.settings
+    if body.duration > settings.max_duration_seconds:
+        raise CapExceeded(
+            "duration",
+            body.duration,
+            settings.max_duration_seconds,
+            "FAILURE_LAB_MAX_DURATION_SECONDS",
+        )
+    default_rps = settings.max_rps if body.scenario == "stress" else settings.scenario_default_rps
+    max_rps = body.max_rps if body.max_rps is not None else default_rps
+    if max_rps > settings.max_rps:
+        raise CapExceeded("max_rps", max_rps, settings.max_rps, "FAILURE_LAB_MAX_RPS")
+    options = PipelineOptions.from_payload(body.payload) if body.payload else PipelineOptions()
+    try:
+        plan = plan_scenario(
+            body.scenario,
+            duration=body.duration,
+            max_rps=max_rps,
+            endpoints=None if body.endpoints == "all" else body.endpoints,
+            options=options,
+            users=settings.simulated_users,
+            rng=runtime.rng,
+            latency_growth_ms=settings.scenario_latency_growth_ms,
+        )
+    except ValueError as exc:
+        raise Unprocessable(str(exc)) from None
+    job = runtime.jobs.start_scenario(plan, body.name)
+    return JSONResponse(
+        job.model_dump(mode="json"),
+        status_code=201,
+        headers={"Location": f"/v1/traffic/jobs/{job.job_id}"},
+    )
+
+
+@router.get("", summary="Jobs, running and finished (kept for a while), newest first")
+async def list_jobs(request: Request) -> list[Job]:
+    return _runtime(request).jobs.list()
+
+
+def _job(job_id: str, request: Request) -> Job:
+    """The job, or the 404 before any stream starts."""
+    return _runtime(request).jobs.get(job_id)
+
+
+@router.get("/{job_id}", summary="One job: status, live stats, and its summary once completed")
+async def get_job(job: Annotated[Job, Depends(_job)]) -> Job:
+    return job
+
+
+@router.post("/{job_id}/stop", summary="Stop a running job (a finished one is returned as is)")
+async def stop_job(job_id: str, request: Request) -> Job:
+    return await _runtime(request).jobs.stop(job_id)
+
+
+@router.get(
+    "/{job_id}/stream",
+    response_class=EventSourceResponse,
+    summary="Server-Sent Events: 'status' while the job runs, then one 'done'",
+)
+async def stream_job(
+    job: Annotated[Job, Depends(_job)], request: Request
+) -> AsyncIterator[ServerSentEvent]:
+    runtime = _runtime(request)
+    interval = runtime.settings.job_stream_interval_seconds
+    sequence = 0
+    while job.status == "running":
+        yield ServerSentEvent(event="status", data=job, id=str(sequence))
+        sequence += 1
+        job = await runtime.jobs.wait(job.job_id, interval)
+    yield ServerSentEvent(event="done", data=job, id=str(sequence))

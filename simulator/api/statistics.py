@@ -1,0 +1,26 @@
+"""``GET /v1/traffic/statistics``: cumulative totals of this process's traffic generator.
+
+``/v1/traffic/status`` follows one generation and ``/metrics`` gives rates; this answers
+seed 002's "how much was sent, and what happened to it" since the process started, read
+from the engine's tally. The handler is ``async`` on purpose: it runs on the event loop
+that updates the tally, so the snapshot is consistent without locks.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from simulator.models import TrafficStatistics
+from simulator.runtime import Runtime
+
+router = APIRouter(tags=["control"])
+
+
+@router.get(
+    "/v1/traffic/statistics",
+    summary="Everything the traffic generator sent since start: totals, per endpoint, "
+    "per status, errors by kind, retries, breaker trips, bytes",
+)
+async def traffic_statistics(request: Request) -> TrafficStatistics:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.engine.tally.statistics(circuit_breaker_trips=runtime.breaker.trips)
