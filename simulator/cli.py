@@ -1,15 +1,16 @@
 """The ``failure-lab`` command line.
 
 ``serve`` is the embedded default: one process serving the simulated service and the
-whole contract. ``simulator`` is the same service for the compose stack. ``demo`` runs
-``serve`` with a scripted fault and a live terminal view. Every flag has a
-``FAILURE_LAB_*`` variable; flags win.
+whole contract. ``simulator`` is the same service for the compose stack. ``run`` runs a
+scenario file against either and judges it; ``demo`` is ``run`` on the shipped demo
+scenario. Server flags have ``FAILURE_LAB_*`` variables; flags win.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +20,8 @@ from simulator.settings import Settings
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="A laboratory for distributed-systems failure."
 )
+
+DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "demo.yaml"
 
 Host = Annotated[str, typer.Option(envvar="FAILURE_LAB_HOST", help="Interface to bind.")]
 RedisUrl = Annotated[
@@ -106,20 +109,62 @@ def exporter(
 
 
 @app.command()
-def demo(
-    port: Annotated[int, typer.Option(envvar="FAILURE_LAB_PORT", help="Port.")] = 8000,
-    seconds: Annotated[float, typer.Option(min=3, max=600, help="Length of the run.")] = 60,
-    rps: Annotated[float, typer.Option(min=1, max=500, help="Steady request rate.")] = 50,
-    redis_url: RedisUrl = None,
+def run(
+    file: Annotated[
+        Path, typer.Argument(help="A scenario file (YAML); see scenarios/ and docs/scenarios.md.")
+    ],
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of a running service (failure-lab serve, or the stack's shim on "
+            ":8000); default: the embedded default, started here for the run."
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Where to write the JSON report; default NAME-report.json.")
+    ] = None,
+    settle: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=120,
+            help="Seconds to wait after the last phase for the metrics source to sample it "
+            "(default 2 embedded, 6 with --target: one 5 s Prometheus scrape).",
+        ),
+    ] = None,
 ) -> None:
-    """serve, plus a scripted fault (failures up, database slow, recovery) watched live."""
+    """Run a scenario file, watch it live, and judge it: exit 0 when every check passes,
+    1 when one fails, 2 for a bad file, 3 when the run cannot be carried out."""
     from rich.console import Console
 
-    from simulator.demo import run_demo
+    from simulator.scenario.session import run_file
 
     logging.basicConfig(level=logging.WARNING)
-    settings = _settings(host="127.0.0.1", port=port, redis_url=redis_url)
-    raise typer.Exit(asyncio.run(run_demo(settings, seconds, rps, Console())))
+    status = asyncio.run(
+        run_file(file, target=target, report_path=report, settle_seconds=settle, console=Console())
+    )
+    raise typer.Exit(status)
+
+
+@app.command()
+def demo(
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path(
+        "demo-report.json"
+    ),
+) -> None:
+    """The embedded default through a one-minute retry storm (scenarios/demo.yaml), watched
+    live, with its verdict, report, and one failed request's trace."""
+    from rich.console import Console
+
+    from simulator.scenario.session import run_file
+
+    logging.basicConfig(level=logging.WARNING)
+    status = asyncio.run(
+        run_file(
+            DEMO_SCENARIO, target=None, report_path=report, settle_seconds=None, console=Console()
+        )
+    )
+    raise typer.Exit(status)
 
 
 def main() -> None:

@@ -1,0 +1,347 @@
+"""Runs a scenario file against a service over its public contract, and judges it.
+
+The runner is a client like any other: it sets the failure config and circuit breaker
+(``/v1/config/*``), runs each phase as a scenario job (``POST /v1/traffic/jobs``) and follows
+it on the job's event stream, starts the phase's disruptions at their offsets
+(``POST /v1/disruptions``), and afterwards reads each phase's figures from the metrics source
+with ``/metrics/json?window=<phase>&at=<phase end>``. So the same run works against
+``failure-lab serve`` and against the stack's shim, and its numbers are the dashboards'.
+
+Whatever happens, the runner leaves the service as it found it: the job it started is
+stopped, its disruptions are cancelled, and the failure config and breaker are put back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from simulator.models import CircuitBreakerConfig, FailureConfig, Percentiles, SlowRequest
+from simulator.scenario.report import (
+    DisruptionRecord,
+    GeneratorLatency,
+    PhaseReport,
+    RunReport,
+    ServiceFigures,
+    WholeRun,
+)
+from simulator.scenario.spec import Phase, Scenario, ScheduledDisruption
+from simulator.scenario.verdict import PhaseFigures, evaluate
+
+MIN_WINDOW_SECONDS = 2.0
+STREAM_READ_TIMEOUT_S = 60.0
+WHOLE_RUN = "all"
+
+
+class RunFailed(Exception):
+    """The run could not be carried out: the target is down, or refused a step."""
+
+
+class Observer(Protocol):
+    """Told what happens as it happens (a live view, or nothing)."""
+
+    def phase_started(self, index: int, phase: Phase, job: dict[str, Any]) -> None: ...
+
+    def job_update(self, index: int, phase: Phase, job: dict[str, Any]) -> None: ...
+
+    def phase_finished(self, index: int, phase: Phase, job: dict[str, Any]) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+@dataclass
+class _Ran:
+    """One phase as it ran: its job's final state and the disruptions started in it."""
+
+    phase: Phase
+    job: dict[str, Any]
+    started: datetime
+    ended: datetime
+    disruptions: list[DisruptionRecord] = field(default_factory=list)
+
+
+class ScenarioRunner:
+    def __init__(
+        self,
+        scenario: Scenario,
+        http: httpx.AsyncClient,
+        observer: Observer,
+        *,
+        source: str,
+        target: str,
+        settle_seconds: float = 2.0,
+        max_window_seconds: float = 3600.0,
+    ) -> None:
+        self._scenario = scenario
+        self._http = http
+        self._observer = observer
+        self._source = source
+        self._target = target
+        self._settle = settle_seconds
+        self._max_window = max_window_seconds
+        self._job_id: str | None = None
+        self._disruption_ids: list[str] = []
+
+    async def run(self) -> RunReport:
+        """Every phase in order, then the figures and the verdict. Raises ``RunFailed``."""
+        saved_config, saved_breaker = await self._current_state()
+        started = datetime.now(UTC)
+        ran: list[_Ran] = []
+        try:
+            for index, phase in enumerate(self._scenario.phases):
+                ran.append(await self._phase(index, phase))
+        finally:
+            await self._restore(saved_config, saved_breaker)
+        ended = datetime.now(UTC)
+        # The metrics source has sampled (or scraped) the last requests once it has had
+        # one more interval: the windows below then hold all of them.
+        await asyncio.sleep(self._settle)
+        phases = [await self._phase_report(record) for record in ran]
+        whole = await self._service(ran[0].started, ran[-1].ended)
+        planned = sum(report.planned for report in phases)
+        whole_run = WholeRun(
+            achieved_rate_ratio=sum(r.sent for r in phases) / planned if planned else None,
+            service=whole,
+        )
+        figures = {
+            report.name: _figures(report.service, report.achieved_rate_ratio) for report in phases
+        }
+        figures[WHOLE_RUN] = _figures(whole, whole_run.achieved_rate_ratio)
+        checks = evaluate(self._scenario, figures)
+        return RunReport(
+            scenario=self._scenario.name,
+            description=self._scenario.description,
+            file=self._source,
+            target=self._target,
+            started_at=started,
+            ended_at=ended,
+            verdict="pass" if all(check.passed for check in checks) else "fail",
+            checks=checks,
+            phases=phases,
+            whole_run=whole_run,
+        )
+
+    # -- phases ------------------------------------------------------------------------------
+
+    async def _phase(self, index: int, phase: Phase) -> _Ran:
+        scenario = self._scenario
+        config = scenario.failure_config_for(phase)
+        await self._call("PUT", "/v1/config/failure", config.model_dump(mode="json"))
+        breaker = scenario.circuit_breaker_for(phase)
+        await self._call("PUT", "/v1/config/circuit-breaker", breaker.model_dump(mode="json"))
+        body: dict[str, Any] = {
+            "scenario": phase.scenario,
+            "duration": phase.seconds,
+            "endpoints": phase.job_endpoints,
+            "payload": scenario.payload_for(phase).model_dump(mode="json"),
+            "name": phase.name,
+        }
+        if phase.max_rps is not None:
+            body["max_rps"] = phase.max_rps
+        job = await self._call("POST", "/v1/traffic/jobs", body)
+        self._job_id = job["job_id"]
+        began = time.monotonic()
+        self._observer.phase_started(index, phase, job)
+        record = _Ran(phase, job, _instant(job["started_at"]), _instant(job["started_at"]))
+        schedule = [
+            asyncio.create_task(self._disrupt(record, planned, began + planned.at))
+            for planned in phase.disruptions
+        ]
+        try:
+            final = await self._follow(index, phase, job)
+            if schedule:
+                await asyncio.gather(*schedule)
+        finally:
+            for task in schedule:
+                task.cancel()
+            if schedule:
+                await asyncio.wait(schedule)
+        self._job_id = None
+        if final["status"] != "completed":
+            raise RunFailed(f"phase {phase.name}: job {final['job_id']} ended {final['status']}")
+        record.job = final
+        record.ended = _instant(final["ended_at"])
+        self._observer.phase_finished(index, phase, final)
+        return record
+
+    async def _disrupt(self, record: _Ran, planned: ScheduledDisruption, due: float) -> None:
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        created = await self._call(
+            "POST", "/v1/disruptions", planned.request().model_dump(mode="json", exclude_none=True)
+        )
+        self._disruption_ids.append(created["disruption_id"])
+        record.disruptions.append(
+            DisruptionRecord(
+                disruption_id=created["disruption_id"],
+                type=planned.type,
+                severity=planned.severity,
+                at_seconds=planned.at,
+                duration_seconds=planned.duration,
+                started_at=_instant(created["created_at"]),
+            )
+        )
+        self._observer.note(
+            f"{record.phase.name}: {planned.type} (severity {planned.severity:g}) "
+            f"for {planned.duration:g}s"
+        )
+
+    async def _follow(self, index: int, phase: Phase, job: dict[str, Any]) -> dict[str, Any]:
+        """The job's final state, read from its event stream as it runs."""
+        path = f"/v1/traffic/jobs/{job['job_id']}/stream"
+        try:
+            async for kind, data in _events(self._http, path):
+                if kind == "done":
+                    return data
+                self._observer.job_update(index, phase, data)
+        except httpx.HTTPError as exc:
+            raise RunFailed(
+                f"{self._target} went away during phase {phase.name}: {exc!r}"
+            ) from None
+        raise RunFailed(f"the event stream of job {job['job_id']} ended without its final event")
+
+    # -- figures -----------------------------------------------------------------------------
+
+    async def _phase_report(self, record: _Ran) -> PhaseReport:
+        job = record.job
+        summary = job["summary"]
+        service = await self._service(record.started, record.ended)
+        finished = summary["succeeded"] + summary["failed"]
+        planned = summary["planned"]
+        return PhaseReport(
+            name=record.phase.name,
+            scenario=record.phase.scenario,
+            job_id=job["job_id"],
+            status=job["status"],
+            started_at=record.started,
+            ended_at=record.ended,
+            duration_seconds=record.phase.seconds,
+            target_rps=job["rps"],
+            planned=summary["planned"],
+            sent=summary["sent"],
+            dropped=summary["dropped"],
+            succeeded=summary["succeeded"],
+            failed=summary["failed"],
+            late_sends=summary["late_sends"],
+            achieved_rps=summary["achieved_rps"],
+            achieved_rate_ratio=summary["sent"] / planned if planned else None,
+            generator_error_rate=summary["failed"] / finished if finished else None,
+            latency_ms=GeneratorLatency(
+                corrected=Percentiles(**summary["latency_ms"]),
+                uncorrected=Percentiles(**summary["service_latency_ms"]),
+            ),
+            send_lag_ms=Percentiles(**summary["send_lag_ms"]),
+            slowest=[SlowRequest(**slow) for slow in summary["slowest"]],
+            failed_request_ids=summary["failed_request_ids"],
+            service=service,
+            disruptions=record.disruptions,
+        )
+
+    async def _service(self, start: datetime, end: datetime) -> ServiceFigures:
+        window = min(self._max_window, max(MIN_WINDOW_SECONDS, (end - start).total_seconds()))
+        at = end.timestamp()
+        data = await self._call(
+            "GET", "/metrics/json", params={"window": f"{window:.3f}", "at": f"{at:.3f}"}
+        )
+        requests = data["request_rate"] * window
+        has_requests = requests > 0
+        return ServiceFigures(
+            window_seconds=window,
+            window_end=end,
+            request_rate=data["request_rate"],
+            error_rate=data["error_rate"] if has_requests else None,
+            retry_count=data["retry_count"],
+            retry_amplification=(requests + data["retry_count"]) / requests
+            if has_requests
+            else None,
+            p95_ms=data["p95_latency"] if has_requests else None,
+            p99_ms=data["p99_latency"] if has_requests else None,
+        )
+
+    # -- the service's state -----------------------------------------------------------------
+
+    async def _current_state(self) -> tuple[FailureConfig, CircuitBreakerConfig]:
+        config = FailureConfig.model_validate(await self._call("GET", "/v1/config/failure"))
+        breaker = await self._call("GET", "/v1/config/circuit-breaker")
+        fields = CircuitBreakerConfig.model_fields
+        return config, CircuitBreakerConfig(**{k: breaker[k] for k in fields})
+
+    async def _restore(self, config: FailureConfig, breaker: CircuitBreakerConfig) -> None:
+        """Best effort, every step tried: the service as it was before the run."""
+        steps: list[tuple[str, str, Any]] = []
+        if self._job_id is not None:
+            steps.append(("POST", f"/v1/traffic/jobs/{self._job_id}/stop", None))
+        steps += [("DELETE", f"/v1/disruptions/{d}", None) for d in self._disruption_ids]
+        steps.append(("PUT", "/v1/config/failure", config.model_dump(mode="json")))
+        steps.append(("PUT", "/v1/config/circuit-breaker", breaker.model_dump(mode="json")))
+        for method, path, body in steps:
+            with contextlib.suppress(httpx.HTTPError):
+                await self._http.request(method, path, json=body)
+        self._job_id = None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        try:
+            response = await self._http.request(method, path, json=body, params=params)
+        except httpx.HTTPError as exc:
+            raise RunFailed(f"{method} {self._target}{path}: {exc!r}") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise RunFailed(f"{method} {path} answered {response.status_code}: {detail}")
+        return response.json()
+
+
+async def _events(http: httpx.AsyncClient, path: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """(event, data) pairs of a Server-Sent Events stream until the server ends it."""
+    timeout = httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT_S)
+    async with http.stream("GET", path, timeout=timeout) as stream:
+        if stream.status_code != 200:
+            await stream.aread()
+            raise RunFailed(f"GET {path} answered {stream.status_code}: {stream.text}")
+        kind = "message"
+        async for line in stream.aiter_lines():
+            if line.startswith("event:"):
+                kind = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                yield kind, json.loads(line.removeprefix("data:").strip())
+            elif not line:
+                kind = "message"
+
+
+def _figures(service: ServiceFigures, achieved: float | None) -> PhaseFigures:
+    return PhaseFigures(
+        error_rate=service.error_rate,
+        p95_ms=service.p95_ms,
+        p99_ms=service.p99_ms,
+        retry_amplification=service.retry_amplification,
+        achieved_rate_ratio=achieved,
+    )
+
+
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def exit_status(report: RunReport) -> int:
+    """0 when every check passed, 1 when one failed."""
+    return 0 if report.verdict == "pass" else 1
+
+
+__all__ = ["Observer", "RunFailed", "ScenarioRunner", "exit_status"]
