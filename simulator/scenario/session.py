@@ -45,7 +45,7 @@ async def run_file(
     try:
         scenario = load_scenario(path)
     except ScenarioFileError as exc:
-        console.print(f"[bold red]bad scenario file[/] {exc}", markup=True, highlight=False)
+        console.print(f"[bold red]bad scenario file[/] {exc}", highlight=False, soft_wrap=True)
         return BAD_FILE
     settle = settle_seconds
     if settle is None:
@@ -70,7 +70,7 @@ async def run_file(
             print_report(console, report)
             await _show_a_failure(console, http, report)
     except RunFailed as exc:
-        console.print(f"[bold red]run failed[/]: {exc}", highlight=False)
+        console.print(f"[bold red]run failed[/]: {exc}", highlight=False, soft_wrap=True)
         return RUN_FAILED
     console.print(f"report: {destination}")
     return exit_status(report)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +63,15 @@ def send_offsets(lab: Lab, job: dict[str, Any]) -> list[float]:
     return [ns / 1e9 - began for ns in starts]
 
 
+async def settled(condition: Callable[[], bool], timeout: float) -> None:
+    """Returns once ``condition()`` holds, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / 0.05) + 1):
+        if condition() or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
 def between(offsets: list[float], start: float, end: float) -> int:
     return sum(1 for offset in offsets if start <= offset < end)
 
@@ -85,7 +95,8 @@ async def test_peak_ramps_holds_and_ramps_down_and_reports_its_phase() -> None:
         done = await finished(lab, job["job_id"])
         for name in ("ramp_up", "hold", "ramp_down"):
             assert sample(lab.app, phase, scenario="peak", phase=name) == 0
-    assert done["status"] == "completed" and done["phase"] is None
+    assert done["status"] == "completed"
+    assert done["phase"] is None
     summary = done["summary"]
     # The shape asks for max_rps * duration * 3/4 requests: 600, give or take the last one.
     assert summary["planned"] == pytest.approx(600, abs=1)
@@ -168,7 +179,8 @@ async def test_stream_is_read_to_completion_with_a_final_summary() -> None:
         job = await start(lab, scenario="normal", duration=1.2, max_rps=50)
         stream = await events(lab.http, job["job_id"])
     kinds = [kind for kind, _ in stream]
-    assert kinds[-1] == "done" and set(kinds[:-1]) == {"status"}
+    assert kinds[-1] == "done"
+    assert set(kinds[:-1]) == {"status"}
     assert 4 <= len(kinds) - 1 <= 8  # every 0.2 s during 1.2 s (and its drain)
     sent = [data["stats"]["total"] for kind, data in stream if kind == "status"]
     assert sent == sorted(sent)
@@ -183,14 +195,14 @@ async def test_a_client_that_disconnects_leaves_no_task_behind() -> None:
         job = await start(lab, scenario="normal", duration=5, max_rps=10)
         await asyncio.sleep(0.3)
         baseline = len(asyncio.all_tasks())
-        async with httpx.AsyncClient(base_url=str(lab.http.base_url)) as client:
-            async with client.stream("GET", f"/v1/traffic/jobs/{job['job_id']}/stream") as s:
-                lines = s.aiter_lines()
-                assert (await anext(lines)).startswith("event: status")
-                assert len(asyncio.all_tasks()) > baseline  # the stream's own tasks
-        deadline = time.monotonic() + 5
-        while len(asyncio.all_tasks()) > baseline and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        path = f"/v1/traffic/jobs/{job['job_id']}/stream"
+        async with (
+            httpx.AsyncClient(base_url=str(lab.http.base_url)) as client,
+            client.stream("GET", path) as stream,
+        ):
+            assert (await anext(stream.aiter_lines())).startswith("event: status")
+            assert len(asyncio.all_tasks()) > baseline  # the stream's own tasks
+        await settled(lambda: len(asyncio.all_tasks()) <= baseline, timeout=5)
         assert len(asyncio.all_tasks()) <= baseline
         still = (await lab.http.get(f"/v1/traffic/jobs/{job['job_id']}")).json()
         assert still["status"] == "running"  # the job runs on without its watcher
@@ -226,7 +238,8 @@ async def test_jobs_past_the_summed_rate_cap_or_count_conflict() -> None:
         third = await lab.http.post(
             "/v1/traffic/jobs", json={"scenario": "normal", "duration": 1, "max_rps": 1}
         )
-        assert third.status_code == 409 and "FAILURE_LAB_MAX_ACTIVE_JOBS" in third.text
+        assert third.status_code == 409
+        assert "FAILURE_LAB_MAX_ACTIVE_JOBS" in third.text
         listed = (await lab.http.get("/v1/traffic/jobs")).json()
         assert len(listed) == 2  # nothing refused was started
         for job in listed:
@@ -245,7 +258,11 @@ async def test_jobs_past_the_summed_rate_cap_or_count_conflict() -> None:
         ({"scenario": "normal", "duration": 1, "endpoints": "some"}, 422, "endpoints"),
         ({"scenario": "normal", "duration": 1, "extra": 1}, 422, "extra"),
         (
-            {"scenario": "error_injection", "duration": 1, "endpoints": ["GET /api/v1/users/error"]},
+            {
+                "scenario": "error_injection",
+                "duration": 1,
+                "endpoints": ["GET /api/v1/users/error"],
+            },
             422,
             "at least one other",
         ),

@@ -111,7 +111,9 @@ async def test_a_job_stream_is_relayed_as_it_happens(stack: Stack) -> None:
             if line.startswith("event: "):
                 arrivals.append((loop.time(), line.removeprefix("event: ")))
     kinds = [kind for _, kind in arrivals]
-    assert kinds[-1] == "done" and kinds.count("done") == 1 and "status" in kinds
+    assert kinds[-1] == "done"
+    assert kinds.count("done") == 1
+    assert "status" in kinds
     # Relayed, not buffered: the first status came a second or more before the end.
     assert arrivals[-1][0] - arrivals[0][0] >= 1.0
     missing = await stack.shim.get("/v1/traffic/jobs/nope/stream")

@@ -47,12 +47,16 @@ def arrivals_between(p: ScenarioPlan, start: float, end: float) -> int:
 
 
 def test_endpoint_keys_of_the_api_are_the_planners() -> None:
-    assert get_args(EndpointKey) == ENDPOINTS == (
-        GET_USER,
-        LIST_USERS,
-        CREATE_USER,
-        UPDATE_USER,
-        ERROR,
+    assert (
+        get_args(EndpointKey)
+        == ENDPOINTS
+        == (
+            GET_USER,
+            LIST_USERS,
+            CREATE_USER,
+            UPDATE_USER,
+            ERROR,
+        )
     )
 
 
