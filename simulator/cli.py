@@ -135,15 +135,7 @@ def run(
 ) -> None:
     """Run a scenario file, watch it live, and judge it: exit 0 when every check passes,
     1 when one fails, 2 for a bad file, 3 when the run cannot be carried out."""
-    from rich.console import Console
-
-    from simulator.scenario.session import run_file
-
-    logging.basicConfig(level=logging.WARNING)
-    status = asyncio.run(
-        run_file(file, target=target, report_path=report, settle_seconds=settle, console=Console())
-    )
-    raise typer.Exit(status)
+    raise typer.Exit(_run_scenario(file, target, report, settle))
 
 
 @app.command()
@@ -152,19 +144,27 @@ def demo(
         "demo-report.json"
     ),
 ) -> None:
-    """The embedded default through a one-minute retry storm (scenarios/demo.yaml), watched
-    live, with its verdict, report, and one failed request's trace."""
+    """The embedded default through a one-minute database fault (scenarios/demo.yaml),
+    watched live, with its verdict, report, and one failed request's trace."""
+    raise typer.Exit(_run_scenario(DEMO_SCENARIO, None, report, None))
+
+
+def _run_scenario(file: Path, target: str | None, report: Path | None, settle: float | None) -> int:
     from rich.console import Console
 
     from simulator.scenario.session import run_file
 
     logging.basicConfig(level=logging.WARNING)
-    status = asyncio.run(
-        run_file(
-            DEMO_SCENARIO, target=None, report_path=report, settle_seconds=None, console=Console()
+    console = Console()
+    try:
+        return asyncio.run(
+            run_file(
+                file, target=target, report_path=report, settle_seconds=settle, console=console
+            )
         )
-    )
-    raise typer.Exit(status)
+    except KeyboardInterrupt:
+        console.print("interrupted: the job was stopped and the service restored")
+        return 130
 
 
 def main() -> None:

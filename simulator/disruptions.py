@@ -253,6 +253,21 @@ class DisruptionRegistry:
         now = self.clock()
         return sum(1 for e in self._entries.values() if e.type == kind and e.live(now))
 
+    def planned_end(self, kind: str) -> float:
+        """Latest planned end (Unix time) of the active ``kind`` disruptions, 0 when none.
+
+        The same disruptions as ``count_active``; the end is ``active_until`` of the API.
+        """
+        now = self.clock()
+        return max(
+            (
+                e.created_wall + e.duration
+                for e in self._entries.values()
+                if e.type == kind and e.live(now)
+            ),
+            default=0.0,
+        )
+
     def scope(self, route: str, span: Span) -> DisruptionScope | None:
         """What applies to a request on ``route`` starting now; None when nothing does."""
         now = self.clock()

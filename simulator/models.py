@@ -140,7 +140,9 @@ class JobStats(BaseModel):
     late_sends: int = 0
     avg_latency_ms: float | None = None
     current_rps: float = 0.0
-    target_rps: float = Field(default=0.0, description="The rate asked for now (0 when done).")
+    target_rps: float = Field(
+        default=0.0, description="The rate asked for now; once finished, the job's (peak) rate."
+    )
     achieved_rps: float = 0.0
 
 

@@ -155,15 +155,19 @@ class ScenarioRunner:
             asyncio.create_task(self._disrupt(record, planned, began + planned.at))
             for planned in phase.disruptions
         ]
+        follow = asyncio.create_task(self._follow(index, phase, job))
+        tasks: set[asyncio.Task[Any]] = {follow, *schedule}
         try:
-            final = await self._follow(index, phase, job)
-            if schedule:
-                await asyncio.gather(*schedule)
+            while tasks:
+                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # a refused disruption or a lost stream ends the run now
         finally:
-            for task in schedule:
+            for task in tasks:
                 task.cancel()
-            if schedule:
-                await asyncio.wait(schedule)
+            if tasks:
+                await asyncio.wait(tasks)
+        final: dict[str, Any] = follow.result()
         self._job_id = None
         if final["status"] != "completed":
             raise RunFailed(f"phase {phase.name}: job {final['job_id']} ended {final['status']}")

@@ -170,6 +170,13 @@ class ServiceMetrics:
             ["type"],
             registry=registry,
         )
+        self.disruption_planned_end = Gauge(
+            "failure_lab_disruption_planned_end_timestamp_seconds",
+            "Latest planned end (Unix time) of the active disruptions, by type; 0 when none "
+            "of the type is active.",
+            ["type"],
+            registry=registry,
+        )
         self.disruptions_created = Counter(
             "failure_lab_disruptions_created",
             "Disruptions created in this process, by type.",
@@ -192,6 +199,7 @@ class ServiceMetrics:
             self.breaker_state.labels(state).set(1.0 if state == "closed" else 0.0)
         for kind in DISRUPTION_TYPES:
             self.disruptions_active.labels(kind)
+            self.disruption_planned_end.labels(kind)
             self.disruptions_created.labels(kind)
             self.disruption_requests_affected.labels(kind)
             for reason in ("expired", "cancelled"):
@@ -224,6 +232,11 @@ class ServiceMetrics:
         """Read the active count of each type at scrape time, so expiry shows at once."""
         for kind in DISRUPTION_TYPES:
             self.disruptions_active.labels(kind).set_function(partial(active, kind))
+
+    def watch_disruption_ends(self, planned_end: Callable[[str], float]) -> None:
+        """Read each type's latest planned end at scrape time, like the active count."""
+        for kind in DISRUPTION_TYPES:
+            self.disruption_planned_end.labels(kind).set_function(partial(planned_end, kind))
 
     def show_config(self, config: FailureConfig) -> None:
         for field, value in config.model_dump().items():
