@@ -110,12 +110,18 @@ def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class PromQuery:
-    """One PromQL expression a dashboard runs: a panel target or an annotation."""
+    """One PromQL expression a dashboard runs: a panel target or an annotation.
+
+    Grafana runs an annotation's expression as a range query over the dashboard's time
+    range (each step with a value above 0 is an event, steps close together one region),
+    so ``annotation`` queries are checked over a range, not at one instant.
+    """
 
     dashboard: str
     where: str
     expr: str
     exemplar: bool = False
+    annotation: bool = False
 
     @property
     def promql(self) -> str:
@@ -148,7 +154,7 @@ def prometheus_queries(path: Path) -> list[PromQuery]:
     for annotation in dashboard.get("annotations", {}).get("list", []):
         if _datasource_type(annotation, None) == "prometheus":
             where = f"annotation {annotation['name']!r}"
-            found.append(PromQuery(path.stem, where, annotation["expr"]))
+            found.append(PromQuery(path.stem, where, annotation["expr"], annotation=True))
     return found
 
 

@@ -182,6 +182,47 @@ def test_overview_shows_the_failure_config_and_its_changes() -> None:
     assert any("ALERTS" in t["expr"] for p in panels(overview) for t in p.get("targets", []))
 
 
+def test_overview_annotates_disruptions_and_scenario_phases() -> None:
+    overview = load_dashboard(DASHBOARDS["overview"])
+    annotations = {a["name"]: a for a in overview["annotations"]["list"]}
+    assert set(annotations) == {"Failure config changes", "Disruptions", "Scenario phases"}
+    disruptions, phases = annotations["Disruptions"], annotations["Scenario phases"]
+    assert metric_names(disruptions["expr"]) == {"failure_lab_disruptions_active"}
+    assert "{{type}}" in disruptions["titleFormat"]
+    assert metric_names(phases["expr"]) == {"failure_lab_generator_scenario_phase"}
+    assert phases["titleFormat"] == "{{scenario}}: {{phase}}"
+    for annotation in (disruptions, phases):
+        # Regions: Grafana joins steps with a value above 0 that are one step apart; a value
+        # taken as the time would make each step a point event instead.
+        assert annotation["expr"].endswith("> 0"), annotation
+        assert not annotation.get("useValueForTime"), annotation
+        assert annotation["datasource"] == {"type": "prometheus", "uid": "prometheus"}
+        assert annotation["enable"] is True
+
+
+def test_overview_has_a_row_for_disruptions_and_the_breaker() -> None:
+    overview = load_dashboard(DASHBOARDS["overview"])
+    (row,) = [p for p in overview["panels"] if p["title"] == "Disruptions and circuit breaker"]
+    below = [
+        panel
+        for panel in panels(overview)
+        if panel["gridPos"]["y"] == row["gridPos"]["y"] + 1 and panel["type"] != "row"
+    ]
+    read = set().union(*(metric_names(t["expr"]) for p in below for t in p["targets"]))
+    assert read == {
+        "failure_lab_disruptions_active",
+        "failure_lab_disruption_planned_end_timestamp_seconds",
+        "failure_lab_disruption_requests_affected_total",
+        "failure_lab_circuit_breaker_enabled",
+        "failure_lab_circuit_breaker_state",
+        "failure_lab_circuit_breaker_trips_total",
+    }
+    (timeline,) = [panel for panel in below if panel["type"] == "state-timeline"]
+    (mapping,) = timeline["fieldConfig"]["defaults"]["mappings"]
+    texts = {key: value["text"] for key, value in mapping["options"].items()}
+    assert texts == {"0": "off", "1": "closed", "2": "half-open", "3": "open"}
+
+
 def test_traces_dashboard_searches_the_service_and_shows_a_trace() -> None:
     traces = load_dashboard(DASHBOARDS["traces"])
     jaeger = [

@@ -5,7 +5,8 @@ The module starts, on loopback, the simulator (no embedded shim, as in the stack
 exporter (Prometheus as its metrics backend, Jaeger at a closed port) and Prometheus with
 the committed config, its targets pointed at those ports and its intervals at 1 s. Traffic
 comes from the simulator's own generator through the control API: a healthy sustained run
-first, then a fault (database failure injection) and a rate-limited run on top. The tests
+first, then a fault (database failure injection), a short peak scenario job, the circuit
+breaker switched on and tripped, a mild disruption and a rate-limited run on top. The tests
 then wait, each within a bound, for what a user of the stack would see.
 
 Only one thing differs from the committed rules: the alerting rules are loaded from a copy
@@ -19,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +35,19 @@ import yaml
 from exporter.app import create_exporter_app
 from simulator.app import create_app
 from simulator.settings import Settings
+from simulator.telemetry.metrics import DISRUPTION_TYPES
 from tests.stack.live import ProjectPrometheus, eventually
 from tests.stack.stackfiles import (
+    DASHBOARDS_DIR,
     PROVISIONING,
     RULES_DIR,
     PromQuery,
     all_prometheus_queries,
+    load_dashboard,
     load_yaml,
+    panels,
     recorded_names,
+    substitute,
 )
 from tests.support.configs import config_with
 from tests.support.servers import free_port, serve_app
@@ -70,6 +78,20 @@ FAULT = config_with(
     db_latency_min_ms=1,
     db_latency_max_ms=5,
 )
+# The breaker opens after 3 failed attempts in a row: at once with every attempt failing,
+# and now and then with half of them failing, so trips keep showing on the dashboard.
+BREAKER = {"enabled": True, "failure_threshold": 3, "open_seconds": 1.0}
+ALL_FAIL = config_with(**{**FAULT.model_dump(), "failure_rate": 1.0})
+# 0.005 x the default 1000 ms spike: 5 ms more per database attempt, on every route, for
+# longer than the module runs (cleared at the end).
+DISRUPTION: dict[str, Any] = {
+    "type": "db_latency_spike",
+    "severity": 0.005,
+    "duration_seconds": 120,
+}
+# Phases of 1.5 s, 3 s and 1.5 s: each seen by a scrape at 1 s.
+SCENARIO: dict[str, Any] = {"scenario": "peak", "duration": 6, "max_rps": 20}
+PEAK_PHASES = ("ramp_up", "hold", "ramp_down")
 WAIT = 25.0
 """Bound on each wait for data; scrapes and rule evaluations happen every second."""
 
@@ -85,6 +107,7 @@ MAY_BE_ZERO = (
 )
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 QUERIES = all_prometheus_queries()
+OVERVIEW = DASHBOARDS_DIR / "overview.json"
 
 
 @dataclass
@@ -94,6 +117,8 @@ class Stack:
     exporter: httpx.AsyncClient
     before_fault: dict[str, Any] = field(default_factory=dict)
     after_fault: dict[str, Any] = field(default_factory=dict)
+    disruption: dict[str, Any] = field(default_factory=dict)
+    scenario_job: str = ""
 
 
 def short_for_alerts(workdir: Path) -> Path:
@@ -115,6 +140,29 @@ async def sustained(client: httpx.AsyncClient, payload: dict[str, Any], duration
     assert response.status_code == 202, response.text
     job_id: str = response.json()["job_id"]
     return job_id
+
+
+async def scenario_job(client: httpx.AsyncClient) -> str:
+    response = await client.post("/v1/traffic/jobs", json=SCENARIO)
+    assert response.status_code == 201, response.text
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+async def trip_the_breaker(client: httpx.AsyncClient) -> None:
+    """Breaker on, every attempt failing until it has opened once, then the fault again."""
+    assert (await client.put("/v1/config/circuit-breaker", json=BREAKER)).is_success
+    assert (await client.put("/v1/config/failure", json=ALL_FAIL.model_dump())).is_success
+    try:
+
+        async def trips() -> int:
+            status = (await client.get("/v1/config/circuit-breaker")).json()
+            count: int = status["trips"]
+            return count
+
+        await eventually(trips, lambda count: count > 0, timeout=WAIT, what="a breaker trip")
+    finally:
+        assert (await client.put("/v1/config/failure", json=FAULT.model_dump())).is_success
 
 
 async def read_the_shim(exporter: httpx.AsyncClient) -> None:
@@ -143,6 +191,25 @@ def answered(result: list[dict[str, Any]]) -> bool:
 
 def positive(result: list[dict[str, Any]]) -> bool:
     return any(math.isfinite(value) and value > 0 for value in values(result))
+
+
+async def over_range(prometheus: ProjectPrometheus, promql: str) -> list[dict[str, Any]]:
+    """``promql`` over the last 5 minutes (longer than the module runs) at 1 s steps, as
+    Grafana runs an annotation's expression over the dashboard's time range."""
+    now = time.time()
+    data = await prometheus.api(
+        "query_range", query=promql, start=f"{now - 300:.3f}", end=f"{now:.3f}", step="1"
+    )
+    result: list[dict[str, Any]] = data["result"]
+    return result
+
+
+async def shown(prometheus: ProjectPrometheus, query: PromQuery) -> list[float]:
+    """The values a dashboard query shows: now, or at every step for an annotation."""
+    if query.annotation:
+        result = await over_range(prometheus, query.promql)
+        return [float(value) for series in result for _, value in series["values"]]
+    return values(await prometheus.query(query.promql))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -196,12 +263,19 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         stack.after_fault["outcomes"] = await prometheus.query(
             "job_outcome:failure_lab_http_requests:rate1m"
         )
+        stack.scenario_job = await scenario_job(simulator)
+        jobs.append(stack.scenario_job)
+        await trip_the_breaker(simulator)
+        response = await simulator.post("/v1/disruptions", json=DISRUPTION)
+        assert response.status_code == 201, response.text
+        stack.disruption = response.json()
         jobs.append(await sustained(simulator, LIMITED, duration=60))
         reader = asyncio.create_task(read_the_shim(exporter))
         try:
             yield stack
         finally:
             reader.cancel()
+            await simulator.post("/v1/disruptions/clear-all")
             for job_id in jobs:
                 await simulator.post(f"/v1/traffic/jobs/{job_id}/stop")
             await asyncio.gather(reader, return_exceptions=True)
@@ -274,11 +348,71 @@ async def test_the_firing_alert_shows_in_the_alerts_series(stack: Stack) -> None
 async def test_dashboard_query_returns_data(stack: Stack, query: PromQuery) -> None:
     may_be_zero = any(pattern.search(query.where) for pattern in MAY_BE_ZERO)
     await eventually(
-        lambda: stack.prometheus.query(query.promql),
-        answered if may_be_zero else positive,
+        lambda: shown(stack.prometheus, query),
+        lambda found: any(math.isfinite(v) and (may_be_zero or v > 0) for v in found),
         timeout=WAIT,
         what=f"{query.dashboard} {query.where}: {query.promql}",
     )
+
+
+async def test_the_disruption_is_scraped_with_its_planned_end(stack: Stack) -> None:
+    planned = datetime.fromisoformat(stack.disruption["active_until"]).timestamp()
+    result = await eventually(
+        lambda: stack.prometheus.query("failure_lab_disruption_planned_end_timestamp_seconds"),
+        positive,
+        timeout=WAIT,
+        what="the planned end of the disruption",
+    )
+    ends = {series["metric"]["type"]: float(series["value"][1]) for series in result}
+    expected = {**dict.fromkeys(DISRUPTION_TYPES, 0.0), DISRUPTION["type"]: planned}
+    assert ends == pytest.approx(expected, abs=1e-3)
+    # Active and inside its plan: the overrun alert is neither pending nor firing.
+    assert await stack.prometheus.query('ALERTS{alertname="DisruptionOverran"}') == []
+
+
+async def test_breaker_state_panel_shows_only_mapped_values(stack: Stack) -> None:
+    (panel,) = [p for p in panels(load_dashboard(OVERVIEW)) if p["type"] == "state-timeline"]
+    (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+    mapped = {float(value) for value in mapping["options"]}
+    (target,) = panel["targets"]
+    result = await over_range(stack.prometheus, substitute(target["expr"]))
+    shown_values = {float(value) for series in result for _, value in series["values"]}
+    # Off before the breaker was switched on, then closed, open or half-open.
+    assert shown_values <= mapped, shown_values
+    assert 0.0 in shown_values, shown_values
+    assert shown_values - {0.0}, shown_values
+
+
+async def test_scenario_phases_show_in_order_and_end_at_zero(stack: Stack) -> None:
+    (query,) = [q for q in QUERIES if q.annotation and "scenario_phase" in q.expr]
+
+    async def first_seen() -> dict[str, float]:
+        firsts: dict[str, float] = {}
+        for series in await over_range(stack.prometheus, query.promql):
+            assert series["metric"]["scenario"] == SCENARIO["scenario"], series
+            times = [float(t) for t, value in series["values"] if float(value) > 0]
+            if times:
+                firsts[series["metric"]["phase"]] = min(times)
+        return firsts
+
+    firsts = await eventually(
+        first_seen,
+        lambda found: set(found) == set(PEAK_PHASES),
+        timeout=WAIT,
+        what="every phase of the peak scenario job",
+    )
+    assert sorted(firsts, key=firsts.__getitem__) == list(PEAK_PHASES)
+    # Once the job is over, no phase is held any more.
+    await eventually(
+        lambda: stack.prometheus.query(
+            f'max(failure_lab_generator_scenario_phase{{scenario="{SCENARIO["scenario"]}"}})'
+        ),
+        lambda result: values(result) == [0.0],
+        timeout=WAIT,
+        what="the phase gauge back to 0 after the job",
+    )
+    job = (await stack.simulator.get(f"/v1/traffic/jobs/{stack.scenario_job}")).json()
+    assert job["status"] == "completed", job
 
 
 async def test_latency_exemplars_carry_trace_ids(stack: Stack) -> None:

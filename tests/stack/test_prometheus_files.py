@@ -37,6 +37,7 @@ REQUIRED_ALERTS = {
     "GeneratorBehindTarget",
     "TargetDown",
     "SpansDropped",
+    "DisruptionOverran",
 }
 RECORD_NAME = re.compile(r"^[a-z_]+:[a-z_]+:[a-z0-9_]+$")
 
