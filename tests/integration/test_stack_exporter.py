@@ -7,16 +7,21 @@ not running here, so its URL points at a closed port: the shim must say so by na
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 
 from exporter.app import MissingBackend, create_exporter_app
 from simulator.app import create_app
+from simulator.scenario.session import run_file
 from simulator.settings import Settings
 from tests.support.configs import config_with
 from tests.support.prometheus import PrometheusProcess
@@ -119,6 +124,61 @@ async def test_a_job_stream_is_relayed_as_it_happens(stack: Stack) -> None:
     missing = await stack.shim.get("/v1/traffic/jobs/nope/stream")
     assert missing.status_code == 404
     assert "nope" in missing.json()["detail"]
+
+
+STACK_SCENARIO = """\
+name: stack-run
+phases:
+  - name: healthy
+    scenario: normal
+    duration: 4
+    max_rps: 30
+  - name: failing
+    scenario: error_injection
+    duration: 4
+    max_rps: 30
+checks:
+  - {phase: healthy, metric: error_rate, below: 0.01}
+  - {phase: failing, metric: error_rate, above: 0.05}
+  - {metric: achieved_rate_ratio, above: 0.99}
+"""
+
+
+async def test_a_scenario_runs_through_the_shim_and_agrees_with_prometheus(
+    stack: Stack, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "stack.yaml"
+    scenario.write_text(STACK_SCENARIO)
+    # A stack's Prometheus has been scraping long before a run; this one has just started.
+    await stack.prometheus.wait_for_samples('up{job="simulator"} == 1', timeout=20)
+    out = io.StringIO()
+    code = await run_file(
+        scenario,
+        target=str(stack.shim.base_url),
+        report_path=tmp_path / "report.json",
+        settle_seconds=2.5,  # this Prometheus scrapes every second
+        console=Console(file=out, width=200),
+    )
+    assert code == 0, out.getvalue()
+    report = json.loads((tmp_path / "report.json").read_text())
+    healthy, failing = report["phases"]
+    # The error endpoint answers 5xx to half its requests, and it gets 3 in 10 requests.
+    assert failing["service"]["error_rate"] == pytest.approx(0.15, abs=0.07)
+    assert healthy["service"]["error_rate"] == 0
+    for phase in (healthy, failing):
+        service = phase["service"]
+        at = datetime.fromisoformat(service["window_end"]).timestamp()
+        again = (
+            await stack.shim.get(
+                "/metrics/json",
+                params={"window": f"{service['window_seconds']:.3f}", "at": f"{at:.3f}"},
+            )
+        ).json()
+        assert again["request_rate"] == service["request_rate"]  # Prometheus, asked again
+        assert again["error_rate"] == service["error_rate"]
+        # Prometheus counted what the generator sent, within one scrape's extrapolation.
+        counted = service["request_rate"] * service["window_seconds"]
+        assert counted == pytest.approx(phase["sent"], rel=0.3)
 
 
 async def test_metrics_come_from_prometheus_and_jaeger_down_is_named(stack: Stack) -> None:
