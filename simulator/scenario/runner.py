@@ -37,6 +37,7 @@ from simulator.scenario.spec import Phase, Scenario, ScheduledDisruption
 from simulator.scenario.verdict import PhaseFigures, evaluate
 
 MIN_WINDOW_SECONDS = 2.0
+RETENTION_MARGIN_S = 5.0
 STREAM_READ_TIMEOUT_S = 60.0
 WHOLE_RUN = "all"
 
@@ -94,17 +95,23 @@ class ScenarioRunner:
         """Every phase in order, then the figures and the verdict. Raises ``RunFailed``."""
         saved_config, saved_breaker = await self._current_state()
         started = datetime.now(UTC)
+        reports: list[asyncio.Task[PhaseReport]] = []
         ran: list[_Ran] = []
         try:
             for index, phase in enumerate(self._scenario.phases):
                 ran.append(await self._phase(index, phase))
+                # Read while the next phase runs: its window is then well inside the
+                # metrics source's retention, however long the whole run.
+                reports.append(asyncio.create_task(self._phase_report(ran[-1])))
+            phases = list(await asyncio.gather(*reports))
         finally:
+            for task in reports:
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # retrieved: the first failure, if any, is raised above
             await self._restore(saved_config, saved_breaker)
         ended = datetime.now(UTC)
-        # The metrics source has sampled (or scraped) the last requests once it has had
-        # one more interval: the windows below then hold all of them.
-        await asyncio.sleep(self._settle)
-        phases = [await self._phase_report(record) for record in ran]
         whole = await self._service(ran[0].started, ran[-1].ended)
         planned = sum(report.planned for report in phases)
         whole_run = WholeRun(
@@ -249,7 +256,12 @@ class ScenarioRunner:
         )
 
     async def _service(self, start: datetime, end: datetime) -> ServiceFigures:
-        window = min(self._max_window, max(MIN_WINDOW_SECONDS, (end - start).total_seconds()))
+        # The metrics source has sampled (or scraped) the last requests before ``end`` once
+        # it has had one more interval after it.
+        await asyncio.sleep(max(0.0, end.timestamp() + self._settle - time.time()))
+        # The whole window must lie within the source's retention when it is asked.
+        newest = self._max_window - (time.time() - end.timestamp()) - RETENTION_MARGIN_S
+        window = max(MIN_WINDOW_SECONDS, min(newest, (end - start).total_seconds()))
         at = end.timestamp()
         data = await self._call(
             "GET", "/metrics/json", params={"window": f"{window:.3f}", "at": f"{at:.3f}"}
