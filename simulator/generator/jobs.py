@@ -17,24 +17,19 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from simulator.generator.arrivals import sleep_until
 from simulator.generator.engine import TrafficEngine
+from simulator.generator.job_record import Generation, JobRecord
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.scenarios import ScenarioPlan
-from simulator.generator.stats import LiveStats, RunStats
+from simulator.generator.stats import RunStats
 from simulator.models import (
     GenerationMode,
     Job,
     JobMode,
-    JobStats,
-    JobStatus,
-    JobSummary,
-    Percentiles,
-    SlowRequest,
     TrafficResult,
     TrafficStatus,
 )
@@ -46,11 +41,11 @@ logger = logging.getLogger(__name__)
 
 
 class TooManyJobs(Exception):
-    """``max_active_jobs`` sustained jobs are already running."""
+    """``max_active_jobs`` jobs are already running."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(
-            f"{limit} sustained job(s) already running (the limit, setting "
+            f"{limit} job(s) already running (the limit, setting "
             "FAILURE_LAB_MAX_ACTIVE_JOBS); stop one first"
         )
         self.limit = limit
@@ -74,105 +69,6 @@ class JobNotFound(LookupError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job {job_id!r} (unknown, or finished long enough ago to be dropped)")
         self.job_id = job_id
-
-
-@dataclass(slots=True, eq=False)
-class _Generation:
-    mode: GenerationMode
-    job_id: str | None = None
-    target_rps: float | None = None
-    live: LiveStats = field(default_factory=LiveStats)
-    started: float = field(default_factory=time.perf_counter)
-    ended: float | None = None
-    result: RunStats | None = None
-
-    def elapsed(self) -> float:
-        return (self.ended if self.ended is not None else time.perf_counter()) - self.started
-
-    def achieved_rps(self) -> float:
-        if self.result is not None:
-            return self.result.achieved_rps
-        elapsed = self.elapsed()
-        return self.live.sent / elapsed if elapsed > 0 else 0.0
-
-
-@dataclass(slots=True)
-class _JobRecord:
-    generation: _Generation
-    mode: JobMode
-    rps: float
-    duration: float
-    started_at: datetime
-    plan: ScenarioPlan | None = None
-    name: str | None = None
-    task: asyncio.Task[RunStats] | None = None
-    status: JobStatus = "running"
-    ended_at: datetime | None = None
-    ended_clock: float | None = None
-
-    def to_model(self) -> Job:
-        live = self.generation.live
-        running = self.status == "running"
-        elapsed = self.generation.elapsed()
-        plan = self.plan
-        target = self.rps
-        if plan is not None and running:
-            target = plan.rate_at(elapsed)
-        result = self.generation.result
-        return Job(
-            job_id=self.generation.job_id or "",
-            mode=self.mode,
-            status=self.status,
-            rps=self.rps,
-            duration=self.duration,
-            started_at=self.started_at,
-            ended_at=self.ended_at,
-            scenario=plan.scenario if plan is not None else None,
-            name=self.name,
-            phase=plan.stage_at(elapsed).name if plan is not None and running else None,
-            endpoints=list(plan.endpoints) if plan is not None else [],
-            stats=JobStats(
-                total=live.sent,
-                succeeded=live.succeeded,
-                failed=live.failed,
-                dropped=live.dropped,
-                late_sends=live.late_sends,
-                avg_latency_ms=live.avg_latency_ms,
-                current_rps=live.current_rps() if running else 0.0,
-                target_rps=target,
-                achieved_rps=self.generation.achieved_rps(),
-            ),
-            summary=summary(result) if result is not None else None,
-        )
-
-
-def summary(result: RunStats) -> JobSummary:
-    return JobSummary(
-        planned=result.target,
-        sent=result.sent,
-        dropped=result.dropped,
-        succeeded=result.succeeded,
-        failed=result.failed,
-        late_sends=result.late_sends,
-        elapsed_seconds=result.elapsed,
-        achieved_rps=result.achieved_rps,
-        latency_ms=Percentiles(
-            p50=result.latency_p50_ms, p95=result.latency_p95_ms, p99=result.latency_p99_ms
-        ),
-        service_latency_ms=Percentiles(
-            p50=result.service_latency_p50_ms,
-            p95=result.service_latency_p95_ms,
-            p99=result.service_latency_p99_ms,
-        ),
-        send_lag_ms=Percentiles(
-            p50=result.send_lag_p50_ms, p95=result.send_lag_p95_ms, p99=result.send_lag_p99_ms
-        ),
-        slowest=[
-            SlowRequest(request_id=request_id, latency_ms=latency)
-            for request_id, latency in result.slowest
-        ],
-        failed_request_ids=list(result.failed_ids),
-    )
 
 
 class JobManager:
@@ -205,10 +101,10 @@ class JobManager:
         self._ttl = finished_ttl_s
         self._metrics = metrics
         self._clock = clock
-        self._running: dict[str, _JobRecord] = {}
-        self._finished: OrderedDict[str, _JobRecord] = OrderedDict()
-        self._active: list[_Generation] = []
-        self._latest: _Generation | None = None
+        self._running: dict[str, JobRecord] = {}
+        self._finished: OrderedDict[str, JobRecord] = OrderedDict()
+        self._active: list[Generation] = []
+        self._latest: Generation | None = None
 
     async def single(self, options: PipelineOptions) -> TrafficResult:
         generation = self._begin("single")
@@ -324,9 +220,9 @@ class JobManager:
         *,
         plan: ScenarioPlan | None = None,
         name: str | None = None,
-    ) -> _JobRecord:
+    ) -> JobRecord:
         job_id = str(uuid.uuid4())
-        return _JobRecord(
+        return JobRecord(
             generation=self._begin(mode, job_id=job_id, target_rps=rps),
             mode=mode,
             rps=rps,
@@ -336,7 +232,7 @@ class JobManager:
             name=name,
         )
 
-    def _launch(self, record: _JobRecord, work: Coroutine[Any, Any, RunStats]) -> Job:
+    def _launch(self, record: JobRecord, work: Coroutine[Any, Any, RunStats]) -> Job:
         job_id = record.generation.job_id or ""
         self._running[job_id] = record
         try:
@@ -350,7 +246,7 @@ class JobManager:
         task.add_done_callback(lambda done: self._finish(record, done))
         return record.to_model()
 
-    async def _scenario(self, record: _JobRecord, plan: ScenarioPlan) -> RunStats:
+    async def _scenario(self, record: JobRecord, plan: ScenarioPlan) -> RunStats:
         marker = asyncio.create_task(self._mark_stages(plan, record.generation.started))
         try:
             return await self._engine.run(
@@ -379,18 +275,18 @@ class JobManager:
 
     def _begin(
         self, mode: GenerationMode, *, job_id: str | None = None, target_rps: float | None = None
-    ) -> _Generation:
-        generation = _Generation(mode, job_id=job_id, target_rps=target_rps)
+    ) -> Generation:
+        generation = Generation(mode, job_id=job_id, target_rps=target_rps)
         self._active.append(generation)
         self._latest = generation
         return generation
 
-    def _end(self, generation: _Generation) -> None:
+    def _end(self, generation: Generation) -> None:
         generation.ended = time.perf_counter()
         if generation in self._active:
             self._active.remove(generation)
 
-    def _finish(self, record: _JobRecord, task: asyncio.Task[RunStats]) -> None:
+    def _finish(self, record: JobRecord, task: asyncio.Task[RunStats]) -> None:
         if task.cancelled():
             record.status = "cancelled"
         elif (error := task.exception()) is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from simulator.cli import app as cli
 from simulator.generator.engine import JOB_ID_ATTRIBUTE
 from simulator.models import FailureConfig
 from simulator.scenario.session import run_file
-from tests.support.labs import running_lab, sample
+from tests.support.labs import metrics_again, running_lab, sample
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.timeout(180)
@@ -85,13 +84,7 @@ async def test_a_run_reports_what_the_metrics_and_traces_say(tmp_path: Path) -> 
         # The same question asked again gives the report's figures: they are /metrics/json's.
         for phase in report["phases"]:
             service = phase["service"]
-            at = datetime.fromisoformat(service["window_end"]).timestamp()
-            again = (
-                await lab.http.get(
-                    "/metrics/json",
-                    params={"window": f"{service['window_seconds']:.3f}", "at": f"{at:.3f}"},
-                )
-            ).json()
+            again = await metrics_again(lab.http, service)
             assert again["request_rate"] == service["request_rate"]
             assert again["error_rate"] == service["error_rate"]
             assert again["p99_latency"] == service["p99_ms"]

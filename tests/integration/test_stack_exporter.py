@@ -11,7 +11,6 @@ import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from simulator.app import create_app
 from simulator.scenario.session import run_file
 from simulator.settings import Settings
 from tests.support.configs import config_with
+from tests.support.labs import metrics_again
 from tests.support.prometheus import PrometheusProcess
 from tests.support.servers import free_port, serve_app
 
@@ -167,13 +167,7 @@ async def test_a_scenario_runs_through_the_shim_and_agrees_with_prometheus(
     assert healthy["service"]["error_rate"] == 0
     for phase in (healthy, failing):
         service = phase["service"]
-        at = datetime.fromisoformat(service["window_end"]).timestamp()
-        again = (
-            await stack.shim.get(
-                "/metrics/json",
-                params={"window": f"{service['window_seconds']:.3f}", "at": f"{at:.3f}"},
-            )
-        ).json()
+        again = await metrics_again(stack.shim, service)
         assert again["request_rate"] == service["request_rate"]  # Prometheus, asked again
         assert again["error_rate"] == service["error_rate"]
         # Prometheus counted what the generator sent, within one scrape's extrapolation.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import httpx
@@ -31,6 +32,14 @@ async def running_lab(*, embedded_shim: bool = True, **settings: Any) -> AsyncIt
     app.state.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     async with serve_app(app, port) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
         yield Lab(app, http, spans)
+
+
+async def metrics_again(http: httpx.AsyncClient, service: dict[str, Any]) -> dict[str, Any]:
+    """``/metrics/json`` asked for the window a run report's ``service`` figures cover."""
+    at = datetime.fromisoformat(service["window_end"]).timestamp()
+    params = {"window": f"{service['window_seconds']:.3f}", "at": f"{at:.3f}"}
+    answer: dict[str, Any] = (await http.get("/metrics/json", params=params)).json()
+    return answer
 
 
 def sample(app: FastAPI, name: str, **labels: str) -> float:

@@ -1,0 +1,125 @@
+"""What the job manager keeps of each generation and job, and how a job reads as a ``Job``.
+
+Kept apart from the manager so the manager is about running jobs (admission, tasks,
+forgetting) and this about describing them: live counts while a job runs, the scenario's
+current phase and target, and the exact summary of a completed run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from simulator.generator.scenarios import ScenarioPlan
+from simulator.generator.stats import LiveStats, RunStats
+from simulator.models import (
+    GenerationMode,
+    Job,
+    JobMode,
+    JobStats,
+    JobStatus,
+    JobSummary,
+    Percentiles,
+    SlowRequest,
+)
+
+
+@dataclass(slots=True, eq=False)
+class Generation:
+    mode: GenerationMode
+    job_id: str | None = None
+    target_rps: float | None = None
+    live: LiveStats = field(default_factory=LiveStats)
+    started: float = field(default_factory=time.perf_counter)
+    ended: float | None = None
+    result: RunStats | None = None
+
+    def elapsed(self) -> float:
+        return (self.ended if self.ended is not None else time.perf_counter()) - self.started
+
+    def achieved_rps(self) -> float:
+        if self.result is not None:
+            return self.result.achieved_rps
+        elapsed = self.elapsed()
+        return self.live.sent / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(slots=True)
+class JobRecord:
+    generation: Generation
+    mode: JobMode
+    rps: float
+    duration: float
+    started_at: datetime
+    plan: ScenarioPlan | None = None
+    name: str | None = None
+    task: asyncio.Task[RunStats] | None = None
+    status: JobStatus = "running"
+    ended_at: datetime | None = None
+    ended_clock: float | None = None
+
+    def to_model(self) -> Job:
+        live = self.generation.live
+        running = self.status == "running"
+        elapsed = self.generation.elapsed()
+        plan = self.plan
+        target = self.rps
+        if plan is not None and running:
+            target = plan.rate_at(elapsed)
+        result = self.generation.result
+        return Job(
+            job_id=self.generation.job_id or "",
+            mode=self.mode,
+            status=self.status,
+            rps=self.rps,
+            duration=self.duration,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            scenario=plan.scenario if plan is not None else None,
+            name=self.name,
+            phase=plan.stage_at(elapsed).name if plan is not None and running else None,
+            endpoints=list(plan.endpoints) if plan is not None else [],
+            stats=JobStats(
+                total=live.sent,
+                succeeded=live.succeeded,
+                failed=live.failed,
+                dropped=live.dropped,
+                late_sends=live.late_sends,
+                avg_latency_ms=live.avg_latency_ms,
+                current_rps=live.current_rps() if running else 0.0,
+                target_rps=target,
+                achieved_rps=self.generation.achieved_rps(),
+            ),
+            summary=summary(result) if result is not None else None,
+        )
+
+
+def summary(result: RunStats) -> JobSummary:
+    return JobSummary(
+        planned=result.target,
+        sent=result.sent,
+        dropped=result.dropped,
+        succeeded=result.succeeded,
+        failed=result.failed,
+        late_sends=result.late_sends,
+        elapsed_seconds=result.elapsed,
+        achieved_rps=result.achieved_rps,
+        latency_ms=Percentiles(
+            p50=result.latency_p50_ms, p95=result.latency_p95_ms, p99=result.latency_p99_ms
+        ),
+        service_latency_ms=Percentiles(
+            p50=result.service_latency_p50_ms,
+            p95=result.service_latency_p95_ms,
+            p99=result.service_latency_p99_ms,
+        ),
+        send_lag_ms=Percentiles(
+            p50=result.send_lag_p50_ms, p95=result.send_lag_p95_ms, p99=result.send_lag_p99_ms
+        ),
+        slowest=[
+            SlowRequest(request_id=request_id, latency_ms=latency)
+            for request_id, latency in result.slowest
+        ],
+        failed_request_ids=list(result.failed_ids),
+    )
