@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from exporter.errors import SourceTimeout, SourceUnavailable
 
@@ -49,7 +50,12 @@ class Forwarder:
         kept = {k: v for k in RETURNED_HEADERS if (v := answer.headers.get(k))}
         if answer.headers.get("content-type", "").startswith("text/event-stream"):
             kept["cache-control"] = "no-cache"
-            return StreamingResponse(_relay(answer), answer.status_code, headers=kept)
+            return StreamingResponse(
+                _relay(answer),
+                answer.status_code,
+                headers=kept,
+                background=BackgroundTask(answer.aclose),  # also if the relay never ran
+            )
         try:
             body = await answer.aread()
         except httpx.TimeoutException as exc:

@@ -150,12 +150,15 @@ def _stage(summary: LatencySummary | None) -> StageLatency:
 
 
 @router.get("/v1/metrics/latency", summary="avg/p50/p95/p99 and samples per stage")
-async def latency(request: Request, window: WindowParam = None) -> LatencyReport:
+async def latency(
+    request: Request, window: WindowParam = None, at: AtParam = None
+) -> LatencyReport:
     runtime = _runtime(request)
     seconds = _window(runtime, window)
-    stages = await runtime.latency(seconds)
+    when = _at(runtime, at, seconds)
+    stages = await runtime.latency(seconds, when)
     return LatencyReport(
-        timestamp=iso(time.time_ns()),
+        timestamp=iso(time.time_ns() if when is None else int(when * 1e9)),
         window_seconds=seconds,
         source=runtime.metrics.name,
         request=_stage(stages.get("request")),

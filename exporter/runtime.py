@@ -41,10 +41,12 @@ class ExporterRuntime:
             lambda: self.monitor.call(self.metrics.name, self.metrics.red(window_seconds, at)),
         )
 
-    async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
+    async def latency(
+        self, window_seconds: float, at: float | None = None
+    ) -> dict[str, LatencySummary]:
         return await self.shared.get(
-            ("latency", window_seconds),
-            lambda: self.monitor.call(self.metrics.name, self.metrics.latency(window_seconds)),
+            ("latency", window_seconds, at),
+            lambda: self.monitor.call(self.metrics.name, self.metrics.latency(window_seconds, at)),
         )
 
     async def aclose(self) -> None:

@@ -39,8 +39,11 @@ class MetricsSource(Protocol):
         Raises ``SourceError``."""
         ...
 
-    async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
-        """Summaries for the stages ``request``, ``database`` and ``cache``."""
+    async def latency(
+        self, window_seconds: float, at: float | None = None
+    ) -> dict[str, LatencySummary]:
+        """Summaries for the stages ``request``, ``database`` and ``cache``, over the window
+        ending at unix time ``at`` (default now)."""
         ...
 
     async def check(self) -> None:

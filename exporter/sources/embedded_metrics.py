@@ -44,9 +44,12 @@ class EmbeddedMetricsSource:
         when = now if at is None else min(at, now)
         return red_figures(evaluate_all(RED, self._ring, window_seconds, when))
 
-    async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
+    async def latency(
+        self, window_seconds: float, at: float | None = None
+    ) -> dict[str, LatencySummary]:
         now = self._fresh_now()
-        return latency_summaries(evaluate_all(LATENCY, self._ring, window_seconds, now))
+        when = now if at is None else min(at, now)
+        return latency_summaries(evaluate_all(LATENCY, self._ring, window_seconds, when))
 
     async def check(self) -> None:
         self._fresh_now()

@@ -58,8 +58,10 @@ class PrometheusSource:
     async def red(self, window_seconds: float, at: float | None = None) -> RedFigures:
         return red_figures(await self._figures(RED, window_seconds, at))
 
-    async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
-        return latency_summaries(await self._figures(LATENCY, window_seconds))
+    async def latency(
+        self, window_seconds: float, at: float | None = None
+    ) -> dict[str, LatencySummary]:
+        return latency_summaries(await self._figures(LATENCY, window_seconds, at))
 
     async def check(self) -> None:
         await self._within(self._get("/api/v1/status/buildinfo", {}))

@@ -80,8 +80,9 @@ async def list_jobs(request: Request) -> list[Job]:
     return _runtime(request).jobs.list()
 
 
-def _job(job_id: str, request: Request) -> Job:
-    """The job, or the 404 before any stream starts."""
+async def _job(job_id: str, request: Request) -> Job:
+    """The job, or the 404 before any stream starts (async: on the jobs' own event loop,
+    never in a worker thread)."""
     return _runtime(request).jobs.get(job_id)
 
 

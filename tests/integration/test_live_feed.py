@@ -332,8 +332,10 @@ class SwitchableMetrics:
             raise SourceUnavailable(self.name, "connection refused")
         return await self.inner.red(window_seconds, at)
 
-    async def latency(self, window_seconds: float) -> dict[str, LatencySummary]:
-        return await self.inner.latency(window_seconds)
+    async def latency(
+        self, window_seconds: float, at: float | None = None
+    ) -> dict[str, LatencySummary]:
+        return await self.inner.latency(window_seconds, at)
 
     async def check(self) -> None:
         if self.down:

@@ -156,6 +156,12 @@ async def test_metrics_json_at_evaluates_a_window_that_ended_earlier(
     assert quiet["request_rate"] == idle["request_rate"] == 0
     assert busy["request_rate"] * 5 == pytest.approx(20, rel=0.15)
     assert busy["timestamp"] == int(after * 1000)
+    stages = (await http.get("/v1/metrics/latency", params={"window": "5s", "at": after})).json()
+    idle_stages = (
+        await http.get("/v1/metrics/latency", params={"window": "2s", "at": before})
+    ).json()
+    assert stages["request"]["samples"] == pytest.approx(20, rel=0.15)
+    assert idle_stages["request"]["samples"] == 0
     for at in (after + 60, before - 7200, float("nan")):
         refused = await http.get("/metrics/json", params={"window": "5s", "at": at})
         assert refused.status_code == 422
