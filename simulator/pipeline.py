@@ -19,16 +19,16 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from simulator.backoff import Backoff
 from simulator.breaker import Admission, CircuitBreaker
-from simulator.cache import Cache, CacheError
+from simulator.cache import Cache
+from simulator.cache_stage import CacheStage, cache_keys
 from simulator.database import DatabaseError, DatabaseTimeout, Query, SimulatedDatabase
 from simulator.disruptions import DisruptionRegistry, DisruptionScope
 from simulator.faults import FailureConfigStore
@@ -60,19 +60,6 @@ def detail_json(message: str) -> bytes:
     return _json({"detail": message})
 
 
-def cache_keys(query: Query) -> tuple[str | None, list[str]]:
-    """The key a read is cached under, and the keys a write invalidates."""
-    match query.kind:
-        case "get":
-            return f"user:{query.user_id}", []
-        case "list":
-            return "users:list", []
-        case "create":
-            return None, ["users:list"]
-        case "update":
-            return None, [f"user:{query.user_id}", "users:list"]
-
-
 class Pipeline:
     def __init__(
         self,
@@ -89,7 +76,7 @@ class Pipeline:
         disruptions: DisruptionRegistry,
     ) -> None:
         self._limiter = limiter
-        self._cache = cache
+        self._cache_stage = CacheStage(cache, tracer, metrics)
         self._config = config_store
         self._db = database
         self._backoff = backoff
@@ -198,7 +185,7 @@ class Pipeline:
         cache_state = "off"
 
         if read_key is not None and options.cache_enabled:
-            cached, cache_state = await self._cache_get(
+            cached, cache_state = await self._cache_stage.get(
                 read_key, config.redis_timeout_seconds, server_span, scope
             )
             if cached is not None:
@@ -275,7 +262,7 @@ class Pipeline:
             )
         body = _json(row)
         if read_key is not None and options.cache_enabled and cache_state != "error":
-            await self._cache_write(
+            await self._cache_stage.write(
                 "set",
                 [read_key],
                 body,
@@ -285,7 +272,7 @@ class Pipeline:
                 scope,
             )
         if invalidate:
-            await self._cache_write(
+            await self._cache_stage.write(
                 "delete", invalidate, b"", 0.0, config.redis_timeout_seconds, server_span, scope
             )
         status = 201 if query.kind == "create" else 200
@@ -361,62 +348,3 @@ class Pipeline:
             )
         else:
             server_span.add_event(f"circuit.{state}")
-
-    def _cache_span(self, name: str, attributes: dict[str, str]) -> AbstractContextManager[Span]:
-        """A span for a cache call that leaves the process (Redis); an in-process lookup
-        takes microseconds, so its span would cost more than it says: events cover it."""
-        if self._cache.remote:
-            return self._tracer.start_as_current_span(name, attributes=attributes)
-        return nullcontext(INVALID_SPAN)
-
-    async def _cache_get(
-        self, key: str, timeout: float, server_span: Span, scope: DisruptionScope | None
-    ) -> tuple[bytes | None, str]:
-        started = time.perf_counter()
-        with self._cache_span("cache.get", {"failure_lab.cache.key": key}) as span:
-            try:
-                if scope is not None:
-                    scope.cache_operation("get")
-                value = await self._cache.get(key, timeout)
-            except CacheError as exc:
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                value, result, attributes = None, "error", {"kind": exc.kind, "error": str(exc)}
-            else:
-                result = "miss" if value is None else "hit"
-                attributes = {"key": key}
-            span.set_attribute("failure_lab.cache.result", result)
-        self._metrics.cache_duration.labels("get").observe(time.perf_counter() - started)
-        self._metrics.cache_requests.labels("get", result).inc()
-        server_span.add_event(f"cache.{result}", attributes)
-        return value, result
-
-    async def _cache_write(
-        self,
-        operation: str,
-        keys: list[str],
-        value: bytes,
-        ttl: float,
-        timeout: float,
-        server_span: Span,
-        scope: DisruptionScope | None,
-    ) -> None:
-        started = time.perf_counter()
-        name = "cache.set" if operation == "set" else "cache.invalidate"
-        with self._cache_span(name, {}) as span:
-            try:
-                if scope is not None:
-                    scope.cache_operation(operation)
-                if operation == "set":
-                    await self._cache.set(keys[0], value, ttl, timeout)
-                else:
-                    await self._cache.delete(keys, timeout)
-            except CacheError as exc:
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                result = "error"
-                server_span.add_event(
-                    "cache.error", {"operation": operation, "kind": exc.kind, "error": str(exc)}
-                )
-            else:
-                result = "ok"
-        self._metrics.cache_duration.labels(operation).observe(time.perf_counter() - started)
-        self._metrics.cache_requests.labels(operation, result).inc()
