@@ -41,19 +41,24 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypeVar
+from typing import Final, TypeVar
 
 from fastapi import APIRouter, WebSocket
-from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from exporter.errors import SourceError
+from exporter.feed_messages import (
+    BackendHealth,
+    Role,
+    envelope,
+    trace_update,
+    translated,
+)
 from exporter.metrics import ExporterMetrics
 from exporter.runtime import ExporterRuntime
-from exporter.spans import SpanRecord
-from exporter.translate import build_trace, metrics_data, summarize
+from exporter.translate import metrics_data, summarize
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,51 +76,7 @@ FAIR_SHARE: Final = 32
 whose socket accepts everything writes its whole batch in one go, and the last client
 of 200 would get a tick's ``metrics`` only after every other client got all of theirs."""
 
-Role = Literal["metrics", "traces"]
 Batch = tuple[str, ...]
-
-
-class TraceUpdate(BaseModel):
-    """What a ``trace_update`` says about a completed trace (the full trace is one
-    ``GET /v1/trace/{request_id}`` away)."""
-
-    request_id: str
-    trace_id: str
-    span_count: int
-    event_count: int
-    status_code: int | None
-    total_latency_ms: float | None
-    failure_points: int
-    retry_attempts: int
-
-
-class BackendHealth(BaseModel):
-    backend: str
-    role: Role
-    healthy: bool
-    error: str | None = None
-
-
-def trace_update(spans: Sequence[SpanRecord]) -> TraceUpdate:
-    """The compact summary of one trace (every span of it, non-empty)."""
-    response = build_trace(spans)
-    trace = response.trace
-    return TraceUpdate(
-        request_id=trace.request_id,
-        trace_id=trace.trace_id,
-        span_count=len(spans),
-        event_count=response.event_count,
-        status_code=trace.status_code,
-        total_latency_ms=trace.total_latency_ms,
-        failure_points=len(response.failure_points),
-        retry_attempts=len(response.retry_attempts),
-    )
-
-
-def envelope(kind: str, data: BaseModel | str) -> str:
-    """``{"type": kind, "data": data}`` as compact JSON; ``data`` is a model or JSON text."""
-    body = data if isinstance(data, str) else data.model_dump_json()
-    return f'{{"type":"{kind}","data":{body}}}'
 
 
 def _now_ms() -> int:
@@ -328,8 +289,8 @@ class LiveFeed:
             batch.append(("metrics", envelope("metrics", metrics_data(red, _now_ms()))))
         if updates is not None:
             self._cursor = updates.cursor
-            batch.extend(_translated("request_update", summarize, updates.requests))
-            batch.extend(_translated("trace_update", trace_update, updates.completed))
+            batch.extend(translated("request_update", summarize, updates.requests))
+            batch.extend(translated("trace_update", trace_update, updates.completed))
         for kind, count in Counter(kind for kind, _ in batch).items():
             self._metrics.ws_messages.labels(kind).inc(count)
         if batch:
@@ -379,18 +340,6 @@ class LiveFeed:
                 behind = client.behind
                 self._count(client, "slow")
                 client.close_soon(POLICY_VIOLATION, f"too slow: {behind} messages behind")
-
-
-def _translated(
-    kind: str, translate: Callable[[T], BaseModel], items: Sequence[T]
-) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for item in items:
-        try:
-            out.append((kind, envelope(kind, translate(item))))
-        except Exception:
-            logger.exception("live feed: could not translate a %s; skipped", kind)
-    return out
 
 
 async def _receive(websocket: WebSocket) -> None:
