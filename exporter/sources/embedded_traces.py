@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from opentelemetry.trace import SpanKind
-
 from exporter.errors import TraceNotFound
 from exporter.sources.base import TraceUpdates
-from exporter.sources.readable import span_record
 from exporter.spans import SpanRecord, trace_id_to_uuid
 from exporter.spanstore import SpanStore
 
@@ -30,15 +27,14 @@ class EmbeddedTraceSource:
                     f"{self._store.capacity} traces kept"
                 ),
             )
-        return [span_record(span) for span in spans]
+        return spans
 
     async def recent(self, limit: int, lookback_seconds: float) -> list[SpanRecord]:
         """The newest ``limit`` finished requests, ordered newest first by start time (as
         the Jaeger source orders them); the store's capacity bounds how far back it goes."""
         out: list[SpanRecord] = []
         for trace_id in self._store.newest_requests(limit):
-            servers = [s for s in self._store.spans(trace_id) if s.kind is SpanKind.SERVER]
-            out.extend(span_record(s) for s in servers[:1])
+            out.extend(self._store.spans(trace_id, "server")[:1])
         out.sort(key=lambda span: span.start_unix_nano, reverse=True)
         return out
 
@@ -47,11 +43,9 @@ class EmbeddedTraceSource:
             return TraceUpdates(self._store.cursor, [], [])
         requests: list[SpanRecord] = []
         for finished in self._store.finished_requests(cursor):
-            server = [s for s in self._store.spans(finished.trace_id) if s.kind is SpanKind.SERVER]
-            requests.extend(span_record(s) for s in server[-1:])
+            requests.extend(self._store.spans(finished.trace_id, "server")[-1:])
         completed = [
-            [span_record(s) for s in self._store.spans(done.trace_id)]
-            for done in self._store.completed_traces(cursor)
+            self._store.spans(done.trace_id) for done in self._store.completed_traces(cursor)
         ]
         return TraceUpdates(self._store.cursor, requests, [c for c in completed if c])
 

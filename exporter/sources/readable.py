@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final, cast
+from typing import Final, TypeAlias, cast
 
 from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -34,6 +34,27 @@ _STATUSES: Final[Mapping[StatusCode, StatusName]] = {
     StatusCode.ERROR: "error",
 }
 _NO_ATTRIBUTES: Final[Mapping[str, AttributeValue]] = MappingProxyType({})
+_PackedAttributes: TypeAlias = tuple[tuple[str, AttributeValue], ...]
+PackedSpan: TypeAlias = tuple[
+    int,  # trace id
+    int,  # span id
+    int | None,  # parent span id
+    str,  # name
+    SpanKindName,
+    int,  # start, unix ns
+    int,  # end, unix ns
+    StatusName,
+    str | None,  # status message
+    _PackedAttributes,
+    tuple[tuple[str, int, _PackedAttributes], ...],  # events: name, time, attributes
+    str,  # service name
+]
+"""A finished span as nested tuples of plain values: what the embedded store keeps.
+
+Tuples holding only strings, numbers and other such tuples are untracked by the garbage
+collector once it has seen them, so 10,000 stored traces add nothing to each full
+collection; the SDK's span objects (dicts, locks, event and context objects) would be walked
+every time."""
 _INT64_MIN: Final = -(2**63)
 _INT64_END: Final = 2**63
 
@@ -58,6 +79,67 @@ def span_record(span: ReadableSpan) -> SpanRecord:
         attributes=_attributes(span.attributes),
         events=tuple(_event(event) for event in span.events),
         service_name=service if isinstance(service, str) else str(service),
+    )
+
+
+def pack(span: ReadableSpan) -> PackedSpan | None:
+    """``span_record`` in the store's form; None for a span without a context."""
+    context = span.get_span_context()
+    if context is None:
+        return None
+    parent = span.parent
+    service = span.resource.attributes.get(SERVICE_NAME, "")
+    return (
+        context.trace_id,
+        context.span_id,
+        parent.span_id if parent is not None else None,
+        span.name,
+        _KINDS.get(span.kind, "unspecified"),
+        span.start_time or 0,
+        span.end_time or 0,
+        _STATUSES[span.status.status_code],
+        span.status.description or None,
+        _packed(span.attributes),
+        tuple((e.name, e.timestamp, _packed(e.attributes)) for e in span.events),
+        service if isinstance(service, str) else str(service),
+    )
+
+
+def unpack(packed: PackedSpan) -> SpanRecord:
+    """The record of a packed span; equal to ``span_record`` of the span it was packed from."""
+    (trace_id, span_id, parent, name, kind, start, end, status, message, attrs, events, svc) = (
+        packed
+    )
+    return SpanRecord(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent,
+        name=name,
+        kind=kind,
+        start_unix_nano=start,
+        end_unix_nano=end,
+        status=status,
+        status_message=message,
+        attributes=dict(attrs) if attrs else _NO_ATTRIBUTES,
+        events=tuple(
+            EventRecord(
+                name=event_name,
+                time_unix_nano=time,
+                attributes=dict(event_attrs) if event_attrs else _NO_ATTRIBUTES,
+            )
+            for event_name, time, event_attrs in events
+        ),
+        service_name=svc,
+    )
+
+
+def _packed(attributes: Attributes) -> _PackedAttributes:
+    if not attributes:
+        return ()
+    return tuple(
+        (key, cast(AttributeValue, value))
+        for key, value in attributes.items()
+        if _recordable(value)
     )
 
 

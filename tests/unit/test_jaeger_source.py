@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import json
 import re
 import time
@@ -29,12 +30,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode, set_span_in_context
+from prometheus_client import CollectorRegistry, Counter
 
 from exporter.errors import SourceTimeout, SourceUnavailable, TraceNotFound
 from exporter.otlp_json import parse_answer, spans_from_answer
 from exporter.sources.jaeger import JaegerCursor, JaegerSource, rfc3339_nano
-from exporter.sources.readable import span_record
+from exporter.sources.readable import pack, span_record, unpack
 from exporter.spans import SpanRecord, trace_id_to_uuid
+from exporter.spanstore import SpanStore
 from simulator.app import create_app
 from simulator.settings import Settings
 from tests.support.configs import config_with
@@ -285,6 +288,27 @@ async def test_span_record_reads_the_sdk_span(traffic: Traffic) -> None:
     db = [span_record(s) for s in spans if s.name == "db.query"]
     assert len(db) == 3
     assert {(r.status, r.status_message) for r in db} == {("error", "injected database error")}
+
+
+async def test_the_span_store_keeps_untracked_packs_that_read_back_as_the_sdk_spans(
+    traffic: Traffic,
+) -> None:
+    store = SpanStore(1000, Counter("evictions", "", registry=CollectorRegistry()))
+    for span in traffic.spans:
+        store.on_end(span)
+    for trace_id in traffic.trace_ids():
+        direct = [span_record(s) for s in traffic.of_trace(trace_id)]
+        assert _by_span_id(store.spans(trace_id)) == _by_span_id(direct)
+        assert store.spans(trace_id, "server") == [r for r in direct if r.kind == "server"]
+    # Nested tuples of plain values: the collector untracks them once it has seen them, so
+    # stored traces cost full collections nothing.
+    packs = [pack(span) for span in traffic.spans]
+    for packed, span in zip(packs, traffic.spans, strict=True):
+        assert packed is not None
+        assert unpack(packed) == span_record(span)
+    for _ in range(5):
+        gc.collect()
+    assert not any(gc.is_tracked(p) for p in packs)
 
 
 # --- JaegerSource.trace -----------------------------------------------------------------------
