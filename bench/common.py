@@ -15,16 +15,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulator.server import free_port as free_port  # re-exported for the benchmarks
+
 SERVER_CORE = 1
 LOAD_CORE = 0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def can_pin() -> bool:

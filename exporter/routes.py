@@ -109,6 +109,14 @@ AtParam = Annotated[
 CLOCK_SKEW_SECONDS = 5.0
 
 
+def _evaluated(
+    runtime: ExporterRuntime, window: str | None, at: float | None
+) -> tuple[float, float | None]:
+    """The window in seconds, and when it ends (None: now), as ``window`` and ``at`` ask."""
+    seconds = _window(runtime, window)
+    return seconds, _at(runtime, at, seconds)
+
+
 def _at(runtime: ExporterRuntime, at: float | None, window_seconds: float) -> float | None:
     if at is None:
         return None
@@ -131,8 +139,7 @@ async def metrics_json(
     request: Request, window: WindowParam = None, at: AtParam = None
 ) -> MetricsData:
     runtime = _runtime(request)
-    seconds = _window(runtime, window)
-    when = _at(runtime, at, seconds)
+    seconds, when = _evaluated(runtime, window, at)
     red = await runtime.red(seconds, when)
     return metrics_data(red, int((time.time() if when is None else when) * 1000))
 
@@ -154,8 +161,7 @@ async def latency(
     request: Request, window: WindowParam = None, at: AtParam = None
 ) -> LatencyReport:
     runtime = _runtime(request)
-    seconds = _window(runtime, window)
-    when = _at(runtime, at, seconds)
+    seconds, when = _evaluated(runtime, window, at)
     stages = await runtime.latency(seconds, when)
     return LatencyReport(
         timestamp=iso(time.time_ns() if when is None else int(when * 1e9)),

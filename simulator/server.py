@@ -13,8 +13,12 @@ then the lifespan flushes spans and closes backends.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
@@ -54,3 +58,45 @@ def server_for(app: FastAPI, host: str, port: int, grace: float, log_level: str 
         timeout_graceful_shutdown=max(1, int(grace)),
     )
     return Server(config, app)
+
+
+@asynccontextmanager
+async def serving(
+    app: FastAPI,
+    port: int,
+    *,
+    grace: float,
+    host: str = "127.0.0.1",
+    log_level: str = "warning",
+    start_timeout: float = 10.0,
+) -> AsyncIterator[str]:
+    """Serve ``app`` in the running event loop until the block ends; yields its base URL.
+
+    ``RuntimeError`` when it stops before it has started, or does not start within
+    ``start_timeout`` seconds.
+    """
+    server = server_for(app, host, port, grace, log_level=log_level)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + start_timeout
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError(f"the server on {host}:{port} stopped before it started")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the server on {host}:{port} did not start within {start_timeout:g} s"
+                )
+            await asyncio.sleep(0.01)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=grace + 15)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (another process may take it before it is used)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port

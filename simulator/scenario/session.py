@@ -11,9 +11,7 @@ the line), 3 the run could not be carried out (target down, a step refused).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -95,29 +93,17 @@ async def _target(target: str | None, settings: Settings | None) -> AsyncIterato
         yield target.rstrip("/")
         return
     from simulator.app import create_app
-    from simulator.server import server_for
+    from simulator.server import free_port, serving
 
-    port = _free_port()
+    port = free_port()
     base = settings if settings is not None else Settings()
     chosen = base.model_copy(update={"host": "127.0.0.1", "port": port})
-    app = create_app(chosen)
-    server = server_for(app, "127.0.0.1", port, chosen.shutdown_grace_seconds, log_level="warning")
-    serving = asyncio.create_task(server.serve())
+    started = False
     try:
-        while not server.started:
-            if serving.done():
-                serving.result()
-                raise RunFailed(f"the embedded service did not start on 127.0.0.1:{port}")
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        async with serving(create_app(chosen), port, grace=chosen.shutdown_grace_seconds) as url:
+            started = True
+            yield url
+    except RuntimeError as exc:
+        if started:
+            raise
+        raise RunFailed(f"the embedded service: {exc}") from None

@@ -96,18 +96,6 @@ class LiveView:
         self._progress.console.print(f"[yellow]disruption[/] {text}")
 
 
-class QuietView:
-    """An ``Observer`` that shows nothing."""
-
-    def phase_started(self, index: int, phase: Phase, job: dict[str, Any]) -> None: ...
-
-    def job_update(self, index: int, phase: Phase, job: dict[str, Any]) -> None: ...
-
-    def phase_finished(self, index: int, phase: Phase, job: dict[str, Any]) -> None: ...
-
-    def note(self, text: str) -> None: ...
-
-
 def print_report(console: Console, report: RunReport) -> None:
     phases = Table(title=f"{report.scenario}: per phase", title_justify="left")
     for column in (

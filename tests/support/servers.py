@@ -7,7 +7,6 @@ sends real HTTP back to it.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import subprocess
@@ -18,34 +17,16 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from simulator.server import server_for
+from simulator.server import free_port, serving
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["RedisProcess", "free_port", "serve_app"]
 
 
 @asynccontextmanager
 async def serve_app(app: FastAPI, port: int) -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1:``port`` until the block ends; yields the base URL."""
-    server = server_for(app, "127.0.0.1", port, grace=5, log_level="warning")
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server stopped before it started")
-        if time.monotonic() > deadline:
-            raise TimeoutError("server did not start within 10 s")
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=20)
+    async with serving(app, port, grace=5) as url:
+        yield url
 
 
 class RedisProcess:

@@ -86,6 +86,17 @@ async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     writer.close()
 
 
+async def transport_failure(base_url: str, timeout_s: float = 5.0) -> TransportError:
+    """The error a real sender raises for one GET to ``base_url``."""
+    sender = sender_for(base_url, timeout_s)
+    try:
+        with pytest.raises(TransportError) as caught:
+            await sender.request(GET, {})
+    finally:
+        await sender.aclose()
+    return caught.value
+
+
 def sender_for(base_url: str, timeout_s: float = 5.0) -> AiohttpSender:
     return AiohttpSender(
         SenderConfig(
@@ -136,52 +147,32 @@ async def test_refused_connection_is_a_connection_error() -> None:
         await asyncio.open_connection("127.0.0.1", port)
     assert transport_error_kind(raw.value) == "connection"
 
-    sender = sender_for(f"http://127.0.0.1:{port}")
-    try:
-        with pytest.raises(TransportError) as caught:
-            await sender.request(GET, {})
-    finally:
-        await sender.aclose()
-    assert caught.value.kind == "connection"
-    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
+    error = await transport_failure(f"http://127.0.0.1:{port}")
+    assert error.kind == "connection"
+    assert isinstance(error.__cause__, aiohttp.ClientConnectorError)
 
 
 async def test_no_answer_is_a_timeout() -> None:
     async with silent_server() as url:
-        sender = sender_for(url, timeout_s=0.2)
-        try:
-            with pytest.raises(TransportError) as caught:
-                await sender.request(GET, {})
-        finally:
-            await sender.aclose()
-    assert caught.value.kind == "timeout"
-    assert str(caught.value) == "timeout after 0.2s"
+        error = await transport_failure(url, timeout_s=0.2)
+    assert error.kind == "timeout"
+    assert str(error) == "timeout after 0.2s"
     # A TimeoutError is an OSError too: it must not be taken for a connection error.
-    assert isinstance(caught.value.__cause__, TimeoutError | OSError)
+    assert isinstance(error.__cause__, TimeoutError | OSError)
 
 
 async def test_peer_hanging_up_is_a_connection_error() -> None:
     async with raw_server(hang_up) as url:
-        sender = sender_for(url)
-        try:
-            with pytest.raises(TransportError) as caught:
-                await sender.request(GET, {})
-        finally:
-            await sender.aclose()
-    assert caught.value.kind == "connection"
-    assert isinstance(caught.value.__cause__, aiohttp.ServerDisconnectedError)
+        error = await transport_failure(url)
+    assert error.kind == "connection"
+    assert isinstance(error.__cause__, aiohttp.ServerDisconnectedError)
 
 
 async def test_malformed_response_is_other() -> None:
     async with raw_server(garbage) as url:
-        sender = sender_for(url)
-        try:
-            with pytest.raises(TransportError) as caught:
-                await sender.request(GET, {})
-        finally:
-            await sender.aclose()
-    assert caught.value.kind == "other"
-    assert isinstance(caught.value.__cause__, aiohttp.ClientResponseError)
+        error = await transport_failure(url)
+    assert error.kind == "other"
+    assert isinstance(error.__cause__, aiohttp.ClientResponseError)
 
 
 # -- the tally on its own ----------------------------------------------------------------------
