@@ -1,11 +1,9 @@
-"""The SDK's finished spans as ``SpanRecord``s, without copying what need not be copied.
+"""The SDK's finished spans as ``SpanRecord``s, by way of a packed form the store keeps.
 
 Used wherever spans are read in-process (the embedded span store) and as the reference the
-Jaeger reading is checked against, so both give equal records for the same span. A finished
-span's attributes are immutable, so the record keeps the span's read-only view of them rather
-than a copy. The SDK also accepts values a record cannot hold (bytes, mappings, None, nested
-sequences); those are left out, as the OTLP/JSON reading leaves out what they encode to, and
-only then is a filtered copy made.
+Jaeger reading is checked against, so both give equal records for the same span. The SDK
+also accepts attribute values a record cannot hold (bytes, mappings, None, nested
+sequences); those are left out, as the OTLP/JSON reading leaves out what they encode to.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from types import MappingProxyType
 from typing import Final, TypeAlias, cast
 
 from opentelemetry.sdk.resources import SERVICE_NAME
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util.types import Attributes
 
@@ -60,30 +58,20 @@ _INT64_END: Final = 2**63
 
 
 def span_record(span: ReadableSpan) -> SpanRecord:
-    """One finished span as a record; ``ValueError`` for a span without a context."""
-    context = span.get_span_context()
-    if context is None:
+    """One finished span as a record; ``ValueError`` for a span without a context.
+
+    The same path the embedded store takes (``pack`` as a span ends, ``unpack`` when read),
+    so the Jaeger reading checked against this is checked against what the store serves.
+    """
+    packed = pack(span)
+    if packed is None:
         raise ValueError(f"span {span.name!r} has no span context")
-    parent = span.parent
-    service = span.resource.attributes.get(SERVICE_NAME, "")
-    return SpanRecord(
-        trace_id=context.trace_id,
-        span_id=context.span_id,
-        parent_span_id=parent.span_id if parent is not None else None,
-        name=span.name,
-        kind=_KINDS.get(span.kind, "unspecified"),
-        start_unix_nano=span.start_time or 0,
-        end_unix_nano=span.end_time or 0,
-        status=_STATUSES[span.status.status_code],
-        status_message=span.status.description or None,
-        attributes=_attributes(span.attributes),
-        events=tuple(_event(event) for event in span.events),
-        service_name=service if isinstance(service, str) else str(service),
-    )
+    return unpack(packed)
 
 
 def pack(span: ReadableSpan) -> PackedSpan | None:
-    """``span_record`` in the store's form; None for a span without a context."""
+    """A finished span in the store's form; None for a span without a context. Attribute
+    values a record cannot hold are left out (see ``_recordable``)."""
     context = span.get_span_context()
     if context is None:
         return None
@@ -106,7 +94,7 @@ def pack(span: ReadableSpan) -> PackedSpan | None:
 
 
 def unpack(packed: PackedSpan) -> SpanRecord:
-    """The record of a packed span; equal to ``span_record`` of the span it was packed from."""
+    """The record of a packed span."""
     (trace_id, span_id, parent, name, kind, start, end, status, message, attrs, events, svc) = (
         packed
     )
@@ -141,24 +129,6 @@ def _packed(attributes: Attributes) -> _PackedAttributes:
         for key, value in attributes.items()
         if _recordable(value)
     )
-
-
-def _event(event: Event) -> EventRecord:
-    return EventRecord(
-        name=event.name,
-        time_unix_nano=event.timestamp,
-        attributes=_attributes(event.attributes),
-    )
-
-
-def _attributes(attributes: Attributes) -> Mapping[str, AttributeValue]:
-    if not attributes:
-        return _NO_ATTRIBUTES
-    if all(_recordable(value) for value in attributes.values()):
-        return cast(Mapping[str, AttributeValue], attributes)
-    return {
-        key: cast(AttributeValue, value) for key, value in attributes.items() if _recordable(value)
-    }
 
 
 def _recordable(value: object) -> bool:
