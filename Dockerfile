@@ -36,6 +36,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # Then the project itself, installed as a wheel (not editable: /src is not in the runtime).
 COPY README.md ./
+COPY failure_lab ./failure_lab
 COPY simulator ./simulator
 COPY exporter ./exporter
 RUN --mount=type=cache,target=/root/.cache/uv \

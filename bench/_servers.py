@@ -43,9 +43,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter
 
+from failure_lab.settings import Settings
 from simulator.app import create_app
 from simulator.server import server_for
-from simulator.settings import Settings
 from simulator.telemetry.tracing import CountingBatchSpanProcessor
 
 VARIANTS = ("bare", "instrumented", "pipeline-off", "pipeline-traced", "serve-traced")

@@ -73,9 +73,9 @@ def serve(port: int) -> None:
     from exporter.feed import LiveFeed
     from exporter.feed import router as feed_router
     from exporter.metrics import ExporterMetrics
+    from failure_lab.settings import Settings
     from simulator.app import create_app
     from simulator.server import server_for
-    from simulator.settings import Settings
 
     app = create_app(Settings(port=port))
     inner = app.router.lifespan_context

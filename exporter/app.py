@@ -23,9 +23,9 @@ from exporter.monitor import BackendMonitor
 from exporter.runtime import ExporterRuntime
 from exporter.sources.jaeger import JaegerSource
 from exporter.sources.prometheus import PrometheusSource
-from simulator.errors import install_error_handlers
-from simulator.settings import Settings
-from simulator.telemetry.exposition import metrics_router
+from failure_lab.exposition import metrics_router
+from failure_lab.http_errors import install_error_handlers
+from failure_lab.settings import Settings
 
 
 class MissingBackend(ValueError):

@@ -22,7 +22,7 @@ from exporter.sampling import SampleRing
 from exporter.sources.embedded_metrics import EmbeddedMetricsSource
 from exporter.sources.embedded_traces import EmbeddedTraceSource
 from exporter.spanstore import SpanStore
-from simulator.settings import Settings
+from failure_lab.settings import Settings
 
 
 class EmbeddedShim:

@@ -1,22 +1,17 @@
 """The exporter's own errors: backend failures mapped at the one place backends are called.
 
-Sources catch their client library's exceptions (httpx, JSON decoding) and raise these;
-route handlers let them through; ``install_error_handlers`` turns them into JSON answers
-that name the backend.
+Every backend call goes through :func:`exporter.boundary.backend_call`, which turns httpx
+errors and time bounds into these; route handlers let them through and
+:mod:`failure_lab.http_errors` turns them into 503 answers that name the backend.
 """
 
 from __future__ import annotations
 
+from failure_lab.errors import BackendFailure, NotFound
 
-class SourceError(Exception):
+
+class SourceError(BackendFailure):
     """Base of backend failures; ``backend`` names it (``prometheus``, ``jaeger``, ...)."""
-
-    status_code = 503
-
-    def __init__(self, backend: str, message: str) -> None:
-        super().__init__(f"{backend}: {message}")
-        self.backend = backend
-        self.message = message
 
 
 class SourceUnavailable(SourceError):
@@ -26,8 +21,10 @@ class SourceUnavailable(SourceError):
 class SourceTimeout(SourceError):
     """The backend did not answer within the configured timeout."""
 
+    timed_out = True
 
-class TraceNotFound(Exception):
+
+class TraceNotFound(NotFound):
     """No span of this trace is in the backend (yet)."""
 
     def __init__(

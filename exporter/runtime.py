@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from exporter.coalesce import Coalescer
 from exporter.monitor import BackendMonitor
 from exporter.sources.base import LatencySummary, MetricsSource, RedFigures, TraceSource
-from simulator.settings import Settings
+from failure_lab.settings import Settings
 
 HealthCheck = Callable[[], Awaitable[None]]
 

@@ -27,12 +27,12 @@ from exporter import routes as exporter_routes
 from exporter.embedded import EmbeddedShim
 from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
+from failure_lab.exposition import metrics_router
+from failure_lab.http_errors import install_error_handlers
+from failure_lab.settings import Settings
 from simulator.api import control, disruptions, jobs, statistics, users
-from simulator.errors import install_error_handlers
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.runtime import Runtime
-from simulator.settings import Settings
-from simulator.telemetry.exposition import metrics_router
 from simulator.telemetry.metrics import ServiceMetrics
 from simulator.telemetry.tracing import build_tracer_provider
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from simulator.settings import Settings
+from failure_lab.settings import Settings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="A laboratory for distributed-systems failure."

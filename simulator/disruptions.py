@@ -36,9 +36,10 @@ from typing import get_args
 
 from opentelemetry.trace import Span
 
+from failure_lab.errors import CapExceeded, Conflict, NotFound
+from failure_lab.settings import Settings
 from simulator.cache import CacheError
 from simulator.database import DatabaseError
-from simulator.errors import CapExceeded, Conflict, NotFound
 from simulator.models import (
     Disruption,
     DisruptionRequest,
@@ -46,7 +47,6 @@ from simulator.models import (
     DisruptionType,
     UserRoute,
 )
-from simulator.settings import Settings
 from simulator.telemetry.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)

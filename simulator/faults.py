@@ -16,13 +16,17 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from failure_lab.errors import BackendFailure
 from simulator.models import FailureConfig
 
 OnChange = Callable[[FailureConfig], None]
 
 
-class ConfigStoreUnavailable(Exception):
+class ConfigStoreUnavailable(BackendFailure):
     """The store's backend did not answer in time."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("redis (failure config store)", message)
 
 
 def _nothing(_: FailureConfig) -> None:
@@ -92,7 +96,7 @@ class RedisConfigStore:
             async with asyncio.timeout(self._timeout if timeout is None else timeout):
                 raw = await self._client.get(self._key)
         except (TimeoutError, RedisError, OSError) as exc:
-            raise ConfigStoreUnavailable(f"redis: {exc or 'timed out'}") from exc
+            raise ConfigStoreUnavailable(str(exc) or "timed out") from exc
         if raw is None:
             config = FailureConfig.defaults()
         else:
@@ -108,7 +112,7 @@ class RedisConfigStore:
             async with asyncio.timeout(self._timeout):
                 await self._client.set(self._key, config.model_dump_json())
         except (TimeoutError, RedisError, OSError) as exc:
-            raise ConfigStoreUnavailable(f"redis: {exc or 'timed out'}") from exc
+            raise ConfigStoreUnavailable(str(exc) or "timed out") from exc
         self._seen(config)
 
     async def current(self) -> FailureConfig:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from opentelemetry.sdk.trace import TracerProvider
 
+from failure_lab.settings import Settings
 from simulator.backoff import Backoff
 from simulator.breaker import CircuitBreaker, State
 from simulator.cache import Cache, MemoryCache, RedisCache
@@ -34,7 +35,6 @@ from simulator.ratelimit import RateLimiter
 from simulator.ratelimit.memory import MemoryRateLimiter
 from simulator.ratelimit.redis import RedisRateLimiter
 from simulator.redis_client import redis_client
-from simulator.settings import Settings
 from simulator.telemetry.metrics import ServiceMetrics
 from simulator.telemetry.tracing import otlp_configured, otlp_processor
 

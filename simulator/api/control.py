@@ -12,7 +12,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from simulator.errors import CapExceeded
+from failure_lab.errors import CapExceeded
+from failure_lab.settings import Settings
 from simulator.models import (
     CircuitBreakerConfig,
     CircuitBreakerStatus,
@@ -24,7 +25,6 @@ from simulator.models import (
 )
 from simulator.options import PipelineOptions
 from simulator.runtime import Runtime
-from simulator.settings import Settings
 
 router = APIRouter(tags=["control"])
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from simulator.errors import CapExceeded, Unprocessable
+from failure_lab.errors import CapExceeded, Unprocessable
 from simulator.generator.scenarios import plan_scenario
 from simulator.models import Job, ScenarioJobRequest
 from simulator.options import PipelineOptions

@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+from failure_lab.errors import Conflict, NotFound
 from simulator.generator.arrivals import sleep_until
 from simulator.generator.engine import TrafficEngine
 from simulator.generator.job_record import Generation, JobRecord
@@ -40,7 +41,7 @@ CLOSE_TIMEOUT_S = 10.0
 logger = logging.getLogger(__name__)
 
 
-class TooManyJobs(Exception):
+class TooManyJobs(Conflict):
     """``max_active_jobs`` jobs are already running."""
 
     def __init__(self, limit: int) -> None:
@@ -51,7 +52,7 @@ class TooManyJobs(Exception):
         self.limit = limit
 
 
-class RateCapReached(Exception):
+class RateCapReached(Conflict):
     """Running jobs together would go past the server's rate cap."""
 
     def __init__(self, asked: float, running: dict[str, float], cap: float) -> None:
@@ -63,7 +64,7 @@ class RateCapReached(Exception):
         )
 
 
-class JobNotFound(LookupError):
+class JobNotFound(NotFound):
     """No job with that id (never existed, or forgotten among old finished jobs)."""
 
     def __init__(self, job_id: str) -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from failure_lab.settings import Settings
 from simulator.scenario.loader import ScenarioFileError, load_scenario
 from simulator.scenario.report import RunReport
 from simulator.scenario.runner import RunFailed, ScenarioRunner, exit_status
 from simulator.scenario.view import LiveView, print_report, print_trace
-from simulator.settings import Settings
 
 BAD_FILE = 2
 RUN_FAILED = 3

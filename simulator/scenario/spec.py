@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from failure_lab.settings import Settings
 from simulator.generator.planner import ENDPOINTS, ERROR
 from simulator.models import (
     CircuitBreakerConfig,
@@ -43,7 +44,6 @@ from simulator.models import (
     UserRoute,
 )
 from simulator.options import PipelineOptions
-from simulator.settings import Settings
 
 NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 WHOLE_RUN: Final = "all"

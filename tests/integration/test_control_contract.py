@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from failure_lab.settings import Settings
 from simulator.app import create_app
-from simulator.settings import Settings
 from tests.support.servers import free_port, serve_app
 
 PAYLOAD: dict[str, Any] = {

@@ -33,9 +33,9 @@ from exporter.feed import CLOSE_TIMEOUT_SECONDS, LiveFeed
 from exporter.feed import router as feed_router
 from exporter.metrics import ExporterMetrics
 from exporter.sources.base import LatencySummary, MetricsSource, RedFigures
+from failure_lab.settings import Settings
 from simulator.app import create_app
 from simulator.server import server_for
-from simulator.settings import Settings
 from tests.support.configs import config_with
 
 pytestmark = pytest.mark.timeout(40)

@@ -37,8 +37,8 @@ from exporter.sampling import SampleRing
 from exporter.sources.base import LatencySummary, RedFigures
 from exporter.sources.embedded_metrics import EmbeddedMetricsSource
 from exporter.sources.prometheus import PrometheusSource
+from failure_lab.settings import Settings
 from simulator.app import create_app
-from simulator.settings import Settings
 from tests.support.configs import config_with
 from tests.support.prometheus import PrometheusProcess
 from tests.support.servers import free_port, serve_app

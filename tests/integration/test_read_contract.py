@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from failure_lab.settings import Settings
 from simulator.app import create_app
-from simulator.settings import Settings
 from tests.support.configs import config_with
 from tests.support.servers import free_port, serve_app
 

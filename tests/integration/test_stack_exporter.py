@@ -19,9 +19,9 @@ import pytest
 from rich.console import Console
 
 from exporter.app import MissingBackend, create_exporter_app
+from failure_lab.settings import Settings
 from simulator.app import create_app
 from simulator.scenario.session import run_file
-from simulator.settings import Settings
 from tests.support.configs import config_with
 from tests.support.labs import metrics_again
 from tests.support.prometheus import PrometheusProcess

@@ -11,8 +11,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from failure_lab.settings import Settings
 from simulator.app import create_app
-from simulator.settings import Settings
 from tests.support.configs import config_with
 from tests.support.labs import running_lab
 from tests.support.servers import free_port, serve_app

@@ -22,8 +22,8 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from failure_lab.settings import Settings
 from simulator.app import create_app
-from simulator.settings import Settings
 from tests.support.configs import config_with
 from tests.support.labs import sample
 from tests.support.servers import free_port, serve_app

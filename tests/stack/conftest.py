@@ -9,8 +9,8 @@ import pytest
 from fastapi import FastAPI
 
 from exporter.app import create_exporter_app
+from failure_lab.settings import Settings
 from simulator.app import create_app
-from simulator.settings import Settings
 from tests.stack.stackfiles import exposition_names
 
 _NOWHERE = "http://127.0.0.1:9"

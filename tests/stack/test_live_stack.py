@@ -33,8 +33,8 @@ import pytest_asyncio
 import yaml
 
 from exporter.app import create_exporter_app
+from failure_lab.settings import Settings
 from simulator.app import create_app
-from simulator.settings import Settings
 from simulator.telemetry.metrics import DISRUPTION_TYPES
 from tests.stack.live import ProjectPrometheus, eventually
 from tests.stack.stackfiles import (

@@ -38,8 +38,8 @@ from exporter.sources.jaeger import JaegerCursor, JaegerSource, rfc3339_nano
 from exporter.sources.readable import pack, span_record, unpack
 from exporter.spans import SpanRecord, trace_id_to_uuid
 from exporter.spanstore import SpanStore
+from failure_lab.settings import Settings
 from simulator.app import create_app
-from simulator.settings import Settings
 from tests.support.configs import config_with
 from tests.support.otlp_replay import jaeger_json
 from tests.support.servers import free_port, serve_app
