@@ -19,7 +19,6 @@ from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
 from exporter.forward import Forwarder, forwarding_router
 from exporter.metrics import ExporterMetrics
-from exporter.monitor import BackendMonitor
 from exporter.runtime import ExporterRuntime
 from exporter.sources.jaeger import JaegerSource
 from exporter.sources.prometheus import PrometheusSource
@@ -53,13 +52,15 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = settings.backend_timeout_seconds
-        forwarder = Forwarder(settings.simulator_url or "", settings.forward_timeout_seconds)
+        forwarder = Forwarder(
+            settings.simulator_url or "", settings.forward_timeout_seconds, timeout
+        )
         runtime = ExporterRuntime(
             settings=settings,
             metrics=PrometheusSource(settings.prometheus_url or "", timeout=timeout),
             traces=JaegerSource(settings.jaeger_url or "", settings.service_name, timeout=timeout),
-            monitor=BackendMonitor(timeout, metrics),
-            extra_checks={forwarder.name: forwarder.check},
+            exporter_metrics=metrics,
+            checks={forwarder.name: forwarder.check},
         )
         app.state.exporter = runtime
         app.state.forwarder = forwarder

@@ -16,7 +16,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from exporter.metrics import ExporterMetrics
-from exporter.monitor import BackendMonitor
 from exporter.runtime import ExporterRuntime
 from exporter.sampling import SampleRing
 from exporter.sources.embedded_metrics import EmbeddedMetricsSource
@@ -42,7 +41,7 @@ class EmbeddedShim:
             settings=settings,
             metrics=EmbeddedMetricsSource(self.ring, interval=interval),
             traces=EmbeddedTraceSource(self.store),
-            monitor=BackendMonitor(settings.backend_timeout_seconds, self.metrics),
+            exporter_metrics=self.metrics,
         )
         self._interval = interval
 

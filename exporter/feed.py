@@ -2,7 +2,7 @@
 
 The backends must not feel how many dashboards are open, and a client that stops reading
 must not hold up the others. So one poller task asks each backend once per tick
-(``ws_poll_interval_seconds``) through the backend monitor, turns the answers into
+(``ws_poll_interval_seconds``) through the runtime's watched sources, turns the answers into
 messages, serializes each message once and offers the same batch to every client's bounded
 queue with ``put_nowait``; each client has its own sender task writing at its own pace.
 
@@ -277,12 +277,8 @@ class LiveFeed:
         runtime = self._runtime
         statuses: list[str] = []
         updates, red = await asyncio.gather(
-            self._ask(
-                "traces", runtime.traces.name, runtime.traces.updates(self._cursor), statuses
-            ),
-            self._ask(
-                "metrics", runtime.metrics.name, runtime.red(self._window), statuses, bounded=True
-            ),
+            self._ask("traces", runtime.traces.updates(self._cursor), statuses),
+            self._ask("metrics", runtime.red(self._window), statuses),
         )
         batch: list[tuple[str, str]] = [("status", text) for text in statuses]
         if red is not None:
@@ -296,27 +292,16 @@ class LiveFeed:
         if batch:
             self._fan_out(tuple(text for _, text in batch))
 
-    async def _ask(
-        self,
-        role: Role,
-        name: str,
-        query: Awaitable[T],
-        statuses: list[str],
-        *,
-        bounded: bool = False,
-    ) -> T | None:
-        """One bounded query; a change of the backend's health becomes a status message.
-
-        ``bounded``: the query already goes through the backend monitor (the runtime's shared
-        metrics figures do), so it is not wrapped, and counted, a second time.
-        """
+    async def _ask(self, role: Role, query: Awaitable[T], statuses: list[str]) -> T | None:
+        """One query (bounded and watched by the runtime's sources); a change of the
+        backend's health becomes a status message."""
         try:
-            result = await (query if bounded else self._runtime.monitor.call(name, query))
+            result = await query
         except SourceError as exc:
             error = exc.message
         except Exception as exc:
             if role not in self._down:  # once, not every tick
-                logger.exception("live feed: the %s query to %s failed", role, name)
+                logger.exception("live feed: the %s query to %s failed", role, self._name(role))
             error = f"{type(exc).__name__}: {exc}"
         else:
             if self._down.pop(role, None) is not None:
@@ -327,11 +312,15 @@ class LiveFeed:
             statuses.append(self._status_message(role))
         return None
 
-    def _status_message(self, role: Role) -> str:
+    def _name(self, role: Role) -> str:
         runtime = self._runtime
-        name = runtime.metrics.name if role == "metrics" else runtime.traces.name
+        return runtime.metrics.name if role == "metrics" else runtime.traces.name
+
+    def _status_message(self, role: Role) -> str:
         error = self._down.get(role)
-        health = BackendHealth(backend=name, role=role, healthy=error is None, error=error)
+        health = BackendHealth(
+            backend=self._name(role), role=role, healthy=error is None, error=error
+        )
         return envelope("status", health)
 
     def _fan_out(self, batch: Batch) -> None:

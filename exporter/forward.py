@@ -3,15 +3,17 @@
 ``/v1/traffic/*``, ``/v1/config/*`` and ``/v1/disruptions*`` arrive at the shim on port 8000
 and are passed to the simulator unchanged (method, query, body, content type); its status
 code and body come back unchanged, so clients see one contract in both modes. A simulator
-that is down or slow is a 503 naming it, within ``forward_timeout_seconds``.
+that is down or slow is a 503 naming it, within ``forward_timeout_seconds``: the call runs
+inside :func:`exporter.boundary.backend_call` like every other backend call.
 
 An event stream (a job's ``/stream``) is passed on as it arrives rather than buffered: the
 upstream stream is opened first (so its status, a 404 say, comes back as is) and closed when
-it ends or when the client goes away.
+it ends, when the client goes away, or when no chunk came for ``forward_timeout_seconds``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -19,7 +21,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from exporter.errors import SourceTimeout, SourceUnavailable
+from exporter.boundary import backend_call
+from exporter.errors import SourceUnavailable
 
 FORWARDED_HEADERS = ("content-type", "accept")
 RETURNED_HEADERS = ("content-type", "retry-after", "location")
@@ -28,8 +31,19 @@ RETURNED_HEADERS = ("content-type", "retry-after", "location")
 class Forwarder:
     name = "simulator"
 
-    def __init__(self, base_url: str, timeout: float, client: httpx.AsyncClient | None = None):
-        self._client = client or httpx.AsyncClient(base_url=base_url, timeout=timeout)
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        check_timeout: float,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """``timeout`` bounds a forwarded call (a burst takes time); ``check_timeout`` the
+        health probe, which must answer as fast as any other backend's."""
+        self._base = base_url.rstrip("/")
+        self._timeout = timeout
+        self._check_timeout = check_timeout
+        self._client = client or httpx.AsyncClient(base_url=base_url, timeout=None)
         self._owns = client is None
 
     async def forward(self, request: Request) -> Response:
@@ -41,38 +55,26 @@ class Forwarder:
             content=await request.body(),
             headers=headers,
         )
-        try:
+        async with backend_call(self.name, self._base, self._timeout):
             answer = await self._client.send(upstream, stream=True)
-        except httpx.TimeoutException as exc:
-            raise SourceTimeout(self.name, f"no answer: {exc!r}") from None
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(self.name, f"{exc!r}") from None
-        kept = {k: v for k in RETURNED_HEADERS if (v := answer.headers.get(k))}
-        if answer.headers.get("content-type", "").startswith("text/event-stream"):
-            kept["cache-control"] = "no-cache"
-            return StreamingResponse(
-                _relay(answer),
-                answer.status_code,
-                headers=kept,
-                background=BackgroundTask(answer.aclose),  # also if the relay never ran
-            )
-        try:
-            body = await answer.aread()
-        except httpx.TimeoutException as exc:
-            raise SourceTimeout(self.name, f"no answer: {exc!r}") from None
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(self.name, f"{exc!r}") from None
-        finally:
-            await answer.aclose()
+            kept = {k: v for k in RETURNED_HEADERS if (v := answer.headers.get(k))}
+            if answer.headers.get("content-type", "").startswith("text/event-stream"):
+                kept["cache-control"] = "no-cache"
+                return StreamingResponse(
+                    _relay(answer, self._timeout),
+                    answer.status_code,
+                    headers=kept,
+                    background=BackgroundTask(answer.aclose),  # also if the relay never ran
+                )
+            try:
+                body = await answer.aread()
+            finally:
+                await answer.aclose()
         return Response(body, answer.status_code, headers=kept)
 
     async def check(self) -> None:
-        try:
+        async with backend_call(self.name, self._base, self._check_timeout):
             answer = await self._client.get("/v1/traffic/status")
-        except httpx.TimeoutException as exc:
-            raise SourceTimeout(self.name, f"no answer: {exc!r}") from None
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(self.name, f"{exc!r}") from None
         if answer.status_code != 200:
             raise SourceUnavailable(self.name, f"status {answer.status_code}")
 
@@ -81,13 +83,20 @@ class Forwarder:
             await self._client.aclose()
 
 
-async def _relay(answer: httpx.Response) -> AsyncIterator[bytes]:
-    """The upstream stream's bytes as they come; closed however the relay ends."""
+async def _relay(answer: httpx.Response, idle_timeout: float) -> AsyncIterator[bytes]:
+    """The upstream stream's bytes as they come; ends when it ends, breaks, or stays silent
+    for ``idle_timeout`` seconds, and is closed however the relay ends."""
+    chunks = answer.aiter_raw()
     try:
-        async for chunk in answer.aiter_raw():
+        while True:
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
             yield chunk
-    except httpx.HTTPError:
-        return  # the simulator went away mid-stream: end ours too
+    except (httpx.HTTPError, TimeoutError):
+        return  # the simulator went away or fell silent mid-stream: end ours too
     finally:
         await answer.aclose()
 

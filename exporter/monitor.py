@@ -1,22 +1,21 @@
 """Each backend's health as the shim last saw it, for ``/v1/status`` and ``/health``.
 
-Every query a route or the live feed makes goes through ``BackendMonitor.call``, which bounds
-it in time and records its outcome, so health is a by-product of real use rather than a
-separate probe that could disagree with what users get.
+Every call a route or the live feed makes to a backend is watched here (the runtime wraps
+each source once, :mod:`exporter.sources.monitored`), which records its outcome and latency,
+so health is a by-product of real use rather than a separate probe that could disagree with
+what users get. Bounding the call in time is not done here: that is the one timeout of the
+backend call itself (:mod:`exporter.boundary`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
 
-from exporter.errors import SourceError, SourceTimeout, TraceNotFound
+from exporter.errors import SourceError, TraceNotFound
 from exporter.metrics import ExporterMetrics
-
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -30,8 +29,7 @@ class BackendState:
 
 
 class BackendMonitor:
-    def __init__(self, timeout_seconds: float, metrics: ExporterMetrics) -> None:
-        self._timeout = timeout_seconds
+    def __init__(self, metrics: ExporterMetrics) -> None:
         self._metrics = metrics
         self._states: dict[str, BackendState] = {}
 
@@ -44,36 +42,28 @@ class BackendMonitor:
     def states(self) -> list[BackendState]:
         return list(self._states.values())
 
-    async def call(self, name: str, awaitable: Awaitable[T]) -> T:
-        """Await a backend query within the timeout, recording what happened."""
+    @asynccontextmanager
+    async def watch(self, name: str) -> AsyncIterator[None]:
+        """Record the outcome of the backend call made in the block."""
         state = self.state(name)
         started = time.perf_counter()
         outcome = "error"
         try:
-            async with asyncio.timeout(self._timeout):
-                try:
-                    result = await awaitable
-                except TraceNotFound:
-                    outcome = "ok"  # the backend answered: a normal answer, not a failure
-                    self._succeeded(state, started)
-                    raise
-            outcome = "ok"
-        except TimeoutError:
-            outcome = "timeout"
-            self._failed(state, f"no answer within {self._timeout:g}s")
-            raise SourceTimeout(name, f"no answer within {self._timeout:g}s") from None
-        except SourceTimeout as exc:
-            outcome = "timeout"
-            self._failed(state, exc.message)
+            yield
+        except TraceNotFound:
+            outcome = "ok"  # the backend answered: a normal answer, not a failure
+            self._succeeded(state, started)
             raise
         except SourceError as exc:
+            outcome = "timeout" if exc.timed_out else "error"
             self._failed(state, exc.message)
             raise
+        else:
+            outcome = "ok"
+            self._succeeded(state, started)
         finally:
             self._metrics.backend_queries.labels(name, outcome).inc()
             self._metrics.backend_duration.labels(name).observe(time.perf_counter() - started)
-        self._succeeded(state, started)
-        return result
 
     @staticmethod
     def _succeeded(state: BackendState, started: float) -> None:

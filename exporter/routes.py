@@ -1,8 +1,8 @@
 """The read side of the contract: metrics, recent requests, traces, status and health.
 
-Handlers ask a source through the backend monitor (bounded, recorded) and translate; a
-backend failure propagates as the project's own ``SourceError`` and becomes a 503 naming
-the backend in ``install_error_handlers``.
+Handlers ask the runtime's sources (each call bounded and watched by the monitor) and
+translate; a backend failure propagates as the project's own ``SourceError`` and becomes a
+503 naming the backend in ``install_error_handlers``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel
 
 from exporter.errors import SourceError
@@ -29,10 +29,9 @@ from exporter.translate import (
     metrics_data,
     summarize,
 )
-from exporter.window import parse_window
+from failure_lab.durations import MIN_WINDOW_SECONDS, parse_window
 
 router = APIRouter(tags=["read"])
-MIN_WINDOW_SECONDS = 2.0
 
 
 class StageLatency(BaseModel):
@@ -81,9 +80,13 @@ class Health(BaseModel):
     checks: dict[str, Check]
 
 
-def _runtime(request: Request) -> ExporterRuntime:
+def exporter_runtime(request: Request) -> ExporterRuntime:
+    """The shim's runtime, built in the app's lifespan."""
     runtime: ExporterRuntime = request.app.state.exporter
     return runtime
+
+
+RuntimeDep = Annotated[ExporterRuntime, Depends(exporter_runtime)]
 
 
 def _window(runtime: ExporterRuntime, window: str | None) -> float:
@@ -136,9 +139,8 @@ def _at(runtime: ExporterRuntime, at: float | None, window_seconds: float) -> fl
 
 @router.get("/metrics/json", summary="Request rate, error rate, retries, p95/p99 over a window")
 async def metrics_json(
-    request: Request, window: WindowParam = None, at: AtParam = None
+    runtime: RuntimeDep, window: WindowParam = None, at: AtParam = None
 ) -> MetricsData:
-    runtime = _runtime(request)
     seconds, when = _evaluated(runtime, window, at)
     red = await runtime.red(seconds, when)
     return metrics_data(red, int((time.time() if when is None else when) * 1000))
@@ -158,9 +160,8 @@ def _stage(summary: LatencySummary | None) -> StageLatency:
 
 @router.get("/v1/metrics/latency", summary="avg/p50/p95/p99 and samples per stage")
 async def latency(
-    request: Request, window: WindowParam = None, at: AtParam = None
+    runtime: RuntimeDep, window: WindowParam = None, at: AtParam = None
 ) -> LatencyReport:
-    runtime = _runtime(request)
     seconds, when = _evaluated(runtime, window, at)
     stages = await runtime.latency(seconds, when)
     return LatencyReport(
@@ -175,11 +176,10 @@ async def latency(
 
 @router.get("/v1/requests/recent", summary="The newest requests, newest first")
 async def recent_requests(
-    request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[RequestSummary]:
-    runtime = _runtime(request)
     lookback = runtime.settings.max_metrics_window_seconds
-    spans = await runtime.monitor.call(runtime.traces.name, runtime.traces.recent(limit, lookback))
+    spans = await runtime.traces.recent(limit, lookback)
     return [summarize(span) for span in spans[:limit]]
 
 
@@ -192,14 +192,13 @@ async def recent_requests(
     },
 )
 async def trace(
-    request: Request, request_id: Annotated[str, Path(description="UUID (= trace id)")]
+    runtime: RuntimeDep, request_id: Annotated[str, Path(description="UUID (= trace id)")]
 ) -> TraceResponse:
-    runtime = _runtime(request)
     try:
         trace_id = parse_request_id(request_id)
     except ValueError as exc:
         raise HTTPException(422, f"request_id {request_id!r}: {exc}") from None
-    spans = await runtime.monitor.call(runtime.traces.name, runtime.traces.trace(trace_id))
+    spans = await runtime.traces.trace(trace_id)
     return build_trace(spans)
 
 
@@ -207,12 +206,11 @@ def _roles(runtime: ExporterRuntime) -> dict[str, str]:
     roles = {runtime.metrics.name: "metrics", runtime.traces.name: "traces"}
     if runtime.metrics.name == runtime.traces.name:
         roles[runtime.metrics.name] = "metrics and traces"
-    return roles | {name: "dependency" for name in runtime.extra_checks}
+    return roles | {name: "dependency" for name in runtime.checks}
 
 
 @router.get("/v1/status", summary="Uptime, live-feed clients, each backend's last query")
-async def status(request: Request) -> Status:
-    runtime = _runtime(request)
+async def status(runtime: RuntimeDep) -> Status:
     roles = _roles(runtime)
     for name in roles:
         runtime.monitor.state(name)
@@ -239,7 +237,7 @@ async def status(request: Request) -> Status:
 
 async def _check(runtime: ExporterRuntime, name: str, probe: Awaitable[None]) -> Check:
     try:
-        await runtime.monitor.call(name, probe)
+        await probe
     except SourceError as exc:
         return Check(status="unhealthy", error=exc.message)
     state = runtime.monitor.state(name)
@@ -247,14 +245,13 @@ async def _check(runtime: ExporterRuntime, name: str, probe: Awaitable[None]) ->
 
 
 @router.get("/health", summary="Per-component checks and an overall verdict")
-async def health(request: Request) -> Health:
+async def health(runtime: RuntimeDep) -> Health:
     """``healthy`` when every check passes, ``unhealthy`` when neither metrics nor traces can
     be read, ``degraded`` otherwise."""
-    runtime = _runtime(request)
     probes: dict[str, Awaitable[None]] = {runtime.metrics.name: runtime.metrics.check()}
     if runtime.traces.name not in probes:
         probes[runtime.traces.name] = runtime.traces.check()
-    probes |= {name: check() for name, check in runtime.extra_checks.items()}
+    probes |= {name: check() for name, check in runtime.checks.items()}
     names = list(probes)
     results = await asyncio.gather(*(_check(runtime, n, probes[n]) for n in names))
     checks = dict(zip(names, results, strict=True))

@@ -12,14 +12,13 @@ trailing window (spans reach Jaeger seconds after they end, so the window reache
 ``settle_seconds`` before the previous poll) and the cursor remembers which traces of that
 window were already reported.
 
-This class is the one place Jaeger is called: every httpx, JSON and shape failure is turned
-into ``SourceUnavailable``, every timeout (the client's, or the overall bound on a call) into
-``SourceTimeout``, both naming the backend.
+Each public method is one backend call, one HTTP request inside
+:func:`exporter.boundary.backend_call` (one timeout, transport failures mapped there); a JSON
+or shape failure of an answer is ``SourceUnavailable`` naming the backend, mapped here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -28,7 +27,8 @@ from typing import Final
 
 import httpx
 
-from exporter.errors import SourceTimeout, SourceUnavailable, TraceNotFound
+from exporter.boundary import backend_call
+from exporter.errors import SourceUnavailable, TraceNotFound
 from exporter.otlp_json import parse_answer
 from exporter.sources.base import TraceUpdates
 from exporter.spans import SpanRecord, trace_id_to_uuid
@@ -80,7 +80,7 @@ class JaegerSource:
         self._service = service_name
         self._timeout = timeout
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
+        self._client = client if client is not None else httpx.AsyncClient(timeout=None)
 
     async def trace(self, trace_id: int) -> list[SpanRecord]:
         """Every span of one trace; ``TraceNotFound`` while Jaeger has none of them."""
@@ -168,17 +168,9 @@ class JaegerSource:
 
     async def _get(self, path: str, params: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         url = self._base + path
-        try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._client.get(url, params=params, timeout=self._timeout)
-                return response.status_code, response.content
-        except (httpx.TimeoutException, TimeoutError) as exc:
-            raise SourceTimeout(
-                BACKEND, f"no answer from {url} within {self._timeout:g} s"
-            ) from exc
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            detail = str(exc) or type(exc).__name__
-            raise SourceUnavailable(BACKEND, f"cannot reach {url}: {detail}") from exc
+        async with backend_call(BACKEND, url, self._timeout):
+            response = await self._client.get(url, params=params)
+            return response.status_code, response.content
 
 
 def _newest_server_spans(spans: list[SpanRecord], service: str, limit: int) -> list[SpanRecord]:

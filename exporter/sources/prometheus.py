@@ -2,22 +2,24 @@
 
 The figures of :mod:`exporter.figures` are rendered as PromQL and sent as instant queries,
 concurrently and all at the same evaluation time, so one answer is one consistent picture.
-This is the one place Prometheus is called, so it is where its failures become the exporter's
-own errors: an error answer (``{"status":"error","errorType":...,"error":...}``, HTTP 400, 422
-or 503), a refused connection or a body that is not JSON is ``SourceUnavailable``; no answer
-within the timeout (httpx's, or the bound on the whole call) is ``SourceTimeout``.
+Each public method is one backend call inside :func:`exporter.boundary.backend_call`: one
+timeout over all its queries, transport failures mapped there. What only this backend can
+say wrong is mapped here: an error answer (``{"status":"error","errorType":...,"error":...}``,
+HTTP 400, 422 or 503) or a body that is not JSON is ``SourceUnavailable``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final
 
 import httpx
 
-from exporter.errors import SourceTimeout, SourceUnavailable
+from exporter.boundary import backend_call
+from exporter.errors import SourceUnavailable
 from exporter.figures import (
     LATENCY,
     RED,
@@ -28,8 +30,6 @@ from exporter.figures import (
     render,
 )
 from exporter.sources.base import LatencySummary, RedFigures
-
-T = TypeVar("T")
 
 BACKEND: Final = "prometheus"
 _SHOWN_BODY: Final = 200
@@ -53,23 +53,29 @@ class PrometheusSource:
         self._base = base_url.rstrip("/")
         self._timeout = timeout
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
+        self._client = client if client is not None else httpx.AsyncClient(timeout=None)
+
+    def _call(self) -> AbstractAsyncContextManager[None]:
+        return backend_call(BACKEND, self._base, self._timeout)
 
     async def red(self, window_seconds: float, at: float | None = None) -> RedFigures:
-        return red_figures(await self._figures(RED, window_seconds, at))
+        async with self._call():
+            return red_figures(await self._figures(RED, window_seconds, at))
 
     async def latency(
         self, window_seconds: float, at: float | None = None
     ) -> dict[str, LatencySummary]:
-        return latency_summaries(await self._figures(LATENCY, window_seconds, at))
+        async with self._call():
+            return latency_summaries(await self._figures(LATENCY, window_seconds, at))
 
     async def check(self) -> None:
-        await self._within(self._get("/api/v1/status/buildinfo", {}))
+        async with self._call():
+            await self._get("/api/v1/status/buildinfo", {})
 
     async def query(self, promql: str, at: float | None = None) -> float | None:
         """One instant query answering a single number: None when it selects no series."""
-        when = time.time() if at is None else at
-        return await self._within(self._query(promql, when))
+        async with self._call():
+            return await self._query(promql, time.time() if at is None else at)
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -82,8 +88,8 @@ class PrometheusSource:
         (or the bound) before the first failure, if any, is raised."""
         queries = [render(figure.expr, window_seconds) for figure in figures]
         at = time.time() if at is None else at
-        answers = await self._within(
-            asyncio.gather(*(self._query(q, at) for q in queries), return_exceptions=True)
+        answers = await asyncio.gather(
+            *(self._query(q, at) for q in queries), return_exceptions=True
         )
         values: dict[str, float | None] = {}
         for figure, answer in zip(figures, answers, strict=True):
@@ -91,15 +97,6 @@ class PrometheusSource:
                 raise answer
             values[figure.key] = answer
         return values
-
-    async def _within(self, work: Awaitable[T]) -> T:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await work
-        except TimeoutError:
-            raise SourceTimeout(
-                BACKEND, f"no answer from {self._base} within {self._timeout:g} s"
-            ) from None
 
     async def _query(self, promql: str, at: float) -> float | None:
         params = {"query": promql, "time": f"{at:.3f}", "timeout": f"{self._timeout:g}"}
@@ -109,18 +106,7 @@ class PrometheusSource:
     async def _get(self, path: str, params: dict[str, str]) -> Any:
         """The ``data`` of a successful answer from ``path``."""
         url = self._base + path
-        try:
-            response = await self._client.get(url, params=params, timeout=self._timeout)
-        except httpx.TimeoutException as exc:
-            raise SourceTimeout(
-                BACKEND, f"no answer from {url} within {self._timeout:g} s ({type(exc).__name__})"
-            ) from exc
-        except httpx.ConnectError as exc:
-            raise SourceUnavailable(BACKEND, f"cannot connect to {self._base}: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(
-                BACKEND, f"request to {url} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        response = await self._client.get(url, params=params)
         try:
             body = response.json()
         except ValueError:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from failure_lab.durations import MIN_WINDOW_SECONDS
 from simulator.models import CircuitBreakerConfig, FailureConfig, Percentiles, SlowRequest
 from simulator.scenario.report import (
     DisruptionRecord,
@@ -36,7 +37,6 @@ from simulator.scenario.report import (
 from simulator.scenario.spec import Phase, Scenario, ScheduledDisruption
 from simulator.scenario.verdict import PhaseFigures, evaluate
 
-MIN_WINDOW_SECONDS = 2.0
 RETENTION_MARGIN_S = 5.0
 STREAM_READ_TIMEOUT_S = 60.0
 WHOLE_RUN = "all"

@@ -15,7 +15,6 @@ field it is about so the loader can name that field and its line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Final, Literal, Self
 
@@ -30,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from failure_lab.durations import parse_duration
 from failure_lab.settings import Settings
 from simulator.generator.planner import ENDPOINTS, ERROR
 from simulator.models import (
@@ -58,11 +58,6 @@ Comparison = Literal["below", "above"]
 _FINITE: Final = AllowInfNan(False)
 # Scenario names that need no max_rps: stress defaults to the server's cap.
 _RATE_OPTIONAL: Final[frozenset[str]] = frozenset({"stress"})
-_DURATION = re.compile(
-    r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m(?!s))?"
-    r"(?:(?P<s>\d+(?:\.\d+)?)s)?(?:(?P<ms>\d+(?:\.\d+)?)ms)?"
-)
-_UNIT_SECONDS: Final = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 class RuleError(ValueError):
@@ -85,22 +80,6 @@ class _SameBounds(annotated_types.GroupedMetadata):
 
     def __iter__(self) -> Iterator[object]:
         return iter(self._constraints)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``text``: ``"30s"``, ``"2m"``, ``"1m30s"``, ``"1h"``, ``"500ms"``."""
-    compact = "".join(text.split())
-    match = _DURATION.fullmatch(compact)
-    if not compact or match is None:
-        raise ValueError(
-            f"{text!r} is not a duration: write seconds as a number, or a string such as "
-            '"30s", "2m", "1m30s", "500ms"'
-        )
-    return sum(
-        float(value) * _UNIT_SECONDS[unit]
-        for unit, value in match.groupdict().items()
-        if value is not None
-    )
 
 
 def _seconds(value: object) -> object:

@@ -316,7 +316,7 @@ async def test_killed_prometheus_is_unavailable_and_answers_again_once_restarted
                     await call()
                 assert time.monotonic() - started < 1.0
                 assert caught.value.backend == "prometheus"
-                assert str(caught.value).startswith("prometheus: cannot connect to")
+                assert str(caught.value).startswith("prometheus: cannot reach")
 
             await prometheus.start()
             await source.check()

@@ -14,7 +14,7 @@ import pytest
 from simulator.models import FailureConfig, RequestPayload
 from simulator.options import PipelineOptions
 from simulator.scenario.loader import ScenarioFileError, load_scenario, parse_scenario
-from simulator.scenario.spec import FailurePatch, PipelineSpec, parse_duration
+from simulator.scenario.spec import FailurePatch, PipelineSpec
 from simulator.scenario.verdict import CheckResult, PhaseFigures, evaluate, passed
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -291,21 +291,6 @@ def test_load_from_file_names_the_path(tmp_path: Path) -> None:
 
 
 # ---- durations and defaults --------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("1m30s", 90.0), ("30s", 30.0), ("2m", 120.0), ("1h", 3600.0), ("500ms", 0.5),
-     ("1m 30s", 90.0), ("1.5s", 1.5), ("1m500ms", 60.5)],
-)  # fmt: skip
-def test_duration_strings(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "30", "30x", "s", "1s1m", "-5s", "1.s"])
-def test_bad_duration_strings(text: str) -> None:
-    with pytest.raises(ValueError, match="not a duration"):
-        parse_duration(text)
 
 
 def test_phase_duration_string_in_a_file() -> None:
