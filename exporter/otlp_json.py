@@ -133,14 +133,16 @@ def attributes(value: object, at: str = "attributes") -> dict[str, AttributeValu
     """An OTLP/JSON ``KeyValue`` list as a dict.
 
     Values a span record cannot hold are left out: ``kvlistValue``, ``bytesValue``, an empty
-    value, and arrays with any element that is not a string, boolean, integer or double.
+    value, and arrays with any element that is not a string, boolean, integer or double. So is
+    an attribute with an empty key, which Jaeger writes with no ``key`` at all (proto3's JSON
+    mapping leaves out an empty string): the attribute is dropped, the span kept.
     """
     result: dict[str, AttributeValue] = {}
     for k, item in enumerate(_array(value, at)):
         pair = _object(item, f"{at}[{k}]")
-        key = _string(pair.get("key"), f"{at}[{k}].key")
+        key = _string(pair.get("key", ""), f"{at}[{k}].key")
         parsed = _any_value(pair.get("value"), f"{at}[{k}].value")
-        if parsed is not None:
+        if key and parsed is not None:
             result[key] = parsed
     return result
 
