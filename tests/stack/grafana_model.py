@@ -13,7 +13,6 @@ import warnings
 from typing import Any
 
 from grafana_foundation_sdk.cog import plugins
-from grafana_foundation_sdk.models.dashboard import Dashboard
 
 
 def _plain(value: Any) -> Any:
@@ -26,8 +25,9 @@ def round_trip(dashboard: dict[str, Any]) -> dict[str, Any]:
     plugins.register_default_plugins()
     with warnings.catch_warnings():  # the v1 model is the one provisioned files use
         warnings.simplefilter("ignore", DeprecationWarning)
-        model = Dashboard.from_json(json.loads(json.dumps(dashboard)))
-    written: dict[str, Any] = _plain(model)
+        from grafana_foundation_sdk.models.dashboard import Dashboard
+
+        written: dict[str, Any] = _plain(Dashboard.from_json(json.loads(json.dumps(dashboard))))
     return written
 
 
