@@ -27,11 +27,22 @@ class Unprocessable(LabError):
 
 
 class CapExceeded(Unprocessable):
-    """A request asked for more than a server-side bound allows; names the setting."""
+    """A request asked for more than a server-side bound allows; names the setting.
 
-    def __init__(self, what: str, value: float, cap: float, setting: str) -> None:
+    ``loc`` is where the number was (``("body", "count")``), as in a validation error.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        value: float,
+        cap: float,
+        setting: str,
+        loc: tuple[str | int, ...] = (),
+    ) -> None:
         super().__init__(f"{what} {value:g} exceeds the cap of {cap:g}; raise it with {setting}")
         self.setting = setting
+        self.loc = loc
 
 
 class BackendFailure(LabError):

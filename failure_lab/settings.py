@@ -7,10 +7,13 @@ left to the OpenTelemetry SDK, which reads them itself.
 
 from __future__ import annotations
 
-from typing import Self
+import ipaddress
+from typing import Annotated, Self
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 class Settings(BaseSettings):
@@ -104,6 +107,44 @@ class Settings(BaseSettings):
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0)
     ws_max_clients: int = Field(default=1000, ge=1)
 
+    # The control plane: what one client may send and start (docs/api.md, "Security").
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1, le=1 << 30, description="Larger request bodies get 413."
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="When set, state-changing control calls need Authorization: Bearer <token>.",
+    )
+    api_token_for_reads: bool = Field(
+        default=False, description="The token is needed for the read API and /ws too."
+    )
+    control_rate_limit: str = Field(
+        default="20/second;600/minute",
+        description="Per-client limit on /v1/traffic, /v1/config and /v1/disruptions calls, "
+        "in the 'N/second;M/minute' form; 0 turns it off.",
+    )
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins browsers may call from (comma-separated)."
+    )
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = Field(
+        default=None,
+        description="Host header values served (comma-separated, '*' for any); default: "
+        "loopback names when bound to loopback, any otherwise.",
+    )
+
+    @field_validator("cors_allow_origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def served_hosts(self) -> list[str]:
+        """The Host names this process answers: the setting, or its loopback default."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        return list(LOOPBACK_NAMES) if _is_loopback(self.host) else ["*"]
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.span_batch_size > self.span_queue_size:
@@ -111,3 +152,12 @@ class Settings(BaseSettings):
         if self.retry_base_ms > self.retry_cap_ms:
             raise ValueError("retry_base_ms must not exceed retry_cap_ms")
         return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
