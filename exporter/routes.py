@@ -20,16 +20,9 @@ from exporter.errors import SourceError
 from exporter.runtime import ExporterRuntime
 from exporter.sources.base import LatencySummary
 from exporter.spans import parse_request_id
-from exporter.translate import (
-    MetricsData,
-    RequestSummary,
-    TraceResponse,
-    build_trace,
-    iso,
-    metrics_data,
-    summarize,
-)
+from exporter.translate import build_trace, iso, metrics_data, summarize
 from exporter.window import parse_window
+from failure_lab.contract import MetricsData, RequestSummary, TraceResponse
 
 router = APIRouter(tags=["read"])
 MIN_WINDOW_SECONDS = 2.0

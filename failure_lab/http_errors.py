@@ -12,6 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from failure_lab.contract import ErrorAnswer
 from failure_lab.errors import BackendFailure, Conflict, LabError, NotFound, Unprocessable
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ STATUS_OF_KIND: tuple[tuple[type[LabError], int], ...] = (
 
 
 def answer(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    body = ErrorAnswer(detail=detail).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def error_answer(exc: LabError) -> JSONResponse:
