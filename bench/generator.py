@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import LOAD_CORE as GENERATOR_CORE
 from bench.common import SERVER_CORE, free_port, pinned, wait_port
-from simulator.generator.engine import RunStats, TrafficEngine
+from simulator.generator.engine import TrafficEngine
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest, RequestPlanner
 from simulator.generator.senders import (
@@ -58,6 +58,7 @@ from simulator.generator.senders import (
     error_text,
     parse_retries,
 )
+from simulator.models import JobSummary
 from simulator.options import PipelineOptions
 
 MAX_IN_FLIGHT = 256
@@ -195,7 +196,7 @@ GC_PAUSES = GcPauses()
 class Step:
     sender: str
     rate: float
-    stats: RunStats
+    stats: JobSummary
     cpu: float  # generator process CPU seconds per wall second
     cpu_per_request_us: float
     gc_max_ms: float
@@ -290,8 +291,8 @@ def row(step: Step) -> str:
     s = step.stats
     return (
         f"{step.sender:<8} {step.rate:>7g} {s.achieved_rps:>9.1f} {step.ratio:>6.3f} "
-        f"{s.sent:>7} {s.dropped:>7} {s.late_sends:>6} {_ms(s.send_lag_p50_ms):>8} "
-        f"{_ms(s.send_lag_p99_ms):>8} {_ms(s.latency_p50_ms):>8} {_ms(s.latency_p99_ms):>8} "
+        f"{s.sent:>7} {s.dropped:>7} {s.late_sends:>6} {_ms(s.send_lag_ms.p50):>8} "
+        f"{_ms(s.send_lag_ms.p99):>8} {_ms(s.latency_ms.p50):>8} {_ms(s.latency_ms.p99):>8} "
         f"{step.cpu:>5.0%} {step.cpu_per_request_us:>6.0f} {step.gc_max_ms:>6.1f}"
     )
 
@@ -407,7 +408,7 @@ async def main(args: argparse.Namespace) -> None:
             if broke is not None
             else " (no tried rate broke it)"
         )
-        lags = [step.stats.send_lag_p99_ms or 0.0 for step in climb if step.held]
+        lags = [step.stats.send_lag_ms.p99 or 0.0 for step in climb if step.held]
         lag_note = (
             f", median lag p99 while holding {statistics.median(lags):.2f} ms" if lags else ""
         )

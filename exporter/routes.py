@@ -20,15 +20,8 @@ from exporter.errors import SourceError
 from exporter.runtime import ExporterRuntime
 from exporter.sources.base import LatencySummary
 from exporter.spans import parse_request_id
-from exporter.translate import (
-    MetricsData,
-    RequestSummary,
-    TraceResponse,
-    build_trace,
-    iso,
-    metrics_data,
-    summarize,
-)
+from exporter.translate import build_trace, iso, metrics_data, summarize
+from failure_lab.contract import MetricsData, RequestSummary, TraceResponse
 from failure_lab.durations import MIN_WINDOW_SECONDS, parse_window
 
 router = APIRouter(tags=["read"])

@@ -1,4 +1,5 @@
-"""From spans to the contract: ``RequestSummary`` and ``TraceResponse`` of seed 000.
+"""From spans and RED figures to the contract's answers: ``RequestSummary``, ``TraceResponse``
+and ``MetricsData`` (defined in ``failure_lab.contract``, which their clients read them with).
 
 One translator serves every trace source, so Jaeger and the embedded store give the same
 answer for the same spans. A request's summary comes from its SERVER span (status code,
@@ -13,10 +14,15 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from exporter.sources.base import RedFigures
 from exporter.spans import AttributeValue, SpanRecord, trace_id_to_uuid
+from failure_lab.contract import (
+    MetricsData,
+    RequestSummary,
+    RequestTrace,
+    TraceEvent,
+    TraceResponse,
+)
 
 FAILURE_EVENTS = frozenset(
     {
@@ -35,21 +41,12 @@ STATUS_KEYS = ("http.response.status_code", "http.status_code")
 METHOD_KEYS = ("http.request.method", "http.method")
 
 
-class MetricsData(BaseModel):
-    timestamp: int = Field(description="milliseconds since the epoch")
-    request_rate: float = Field(description="req/s over the window")
-    error_rate: float = Field(description="0..1: 5xx and 429 over all requests")
-    retry_count: float = Field(description="retries in the window")
-    p95_latency: float = Field(description="ms; 0 when no request finished in the window")
-    p99_latency: float = Field(description="ms; 0 when no request finished in the window")
-
-
 def _ms(value: float | None) -> float:
     return round(value, 3) if value is not None else 0.0
 
 
 def metrics_data(red: RedFigures, timestamp_ms: int) -> MetricsData:
-    """Seed 000's ``MetricsData`` from the RED figures of a window."""
+    """The contract's ``MetricsData`` from the RED figures of a window."""
     return MetricsData(
         timestamp=timestamp_ms,
         request_rate=round(red.request_rate, 4),
@@ -58,41 +55,6 @@ def metrics_data(red: RedFigures, timestamp_ms: int) -> MetricsData:
         p95_latency=_ms(red.p95_latency_ms),
         p99_latency=_ms(red.p99_latency_ms),
     )
-
-
-class RequestSummary(BaseModel):
-    request_id: str
-    status: int = Field(description="HTTP status code")
-    latency_ms: float
-    retry_count: int
-    timestamp: str = Field(description="ISO 8601")
-    endpoint: str
-    method: str
-
-
-class TraceEvent(BaseModel):
-    event_id: str
-    request_id: str
-    timestamp_wall: str
-    event_type: str
-    metadata: dict[str, Any]
-
-
-class RequestTrace(BaseModel):
-    trace_id: str
-    request_id: str
-    start_time: str
-    end_time: str | None = None
-    total_latency_ms: float | None = None
-    status_code: int | None = None
-    events: list[TraceEvent]
-
-
-class TraceResponse(BaseModel):
-    trace: RequestTrace
-    event_count: int
-    failure_points: list[TraceEvent]
-    retry_attempts: list[TraceEvent]
 
 
 def is_failure(event: TraceEvent) -> bool:

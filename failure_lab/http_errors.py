@@ -18,8 +18,8 @@ from typing import Any, Final
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
+from failure_lab.contract import ErrorAnswer, InputError, ValidationProblem
 from failure_lab.errors import (
     BackendFailure,
     CapExceeded,
@@ -41,26 +41,9 @@ SHOWN_ERRORS: Final = 5
 SHOWN_INPUT: Final = 40
 
 
-class Problem(BaseModel):
-    """Every error answer."""
-
-    detail: str = Field(description="What went wrong, in words.")
-
-
-class InputError(BaseModel):
-    loc: list[str | int] = Field(description='Where: ["body", "payload", "db_latency"].')
-    msg: str
-    type: str = Field(description="pydantic's error type, or cap_exceeded, unprocessable.")
-
-
-class ValidationProblem(Problem):
-    """Every 422: the input is well-formed JSON but not acceptable."""
-
-    errors: list[InputError]
-
-
 def answer(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    body = ErrorAnswer(detail=detail).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def unprocessable(errors: Sequence[InputError]) -> JSONResponse:

@@ -255,6 +255,14 @@ class CircuitBreakerStatus(BaseModel):
     consecutive_failures: int
     trips: int = Field(description="Times it opened since this process started.")
 
+    def config(self) -> CircuitBreakerConfig:
+        """The settable part of this status: what a PUT takes to put it back."""
+        return CircuitBreakerConfig(
+            enabled=self.enabled,
+            failure_threshold=self.failure_threshold,
+            open_seconds=self.open_seconds,
+        )
+
 
 DisruptionType = Literal[
     "db_outage", "db_latency_spike", "cache_outage", "error_burst", "rate_limit_squeeze"

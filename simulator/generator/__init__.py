@@ -5,7 +5,7 @@ constant-arrival-rate), so latency measured from the intended send time is free 
 coordinated omission. Every generated request is one trace whose root is the client span.
 """
 
-from simulator.generator.engine import RunStats, TrafficEngine
+from simulator.generator.engine import TrafficEngine
 from simulator.generator.jobs import JobManager, JobNotFound, TooManyJobs
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest, RequestPlanner
@@ -18,7 +18,6 @@ __all__ = [
     "LiveStats",
     "PlannedRequest",
     "RequestPlanner",
-    "RunStats",
     "TooManyJobs",
     "TrafficEngine",
 ]

@@ -40,12 +40,12 @@ from simulator.generator.senders import (
     aiohttp_sender,
     error_text,
 )
-from simulator.generator.stats import LiveStats, RunSamples, RunStats
+from simulator.generator.stats import LiveStats, RunSamples
 from simulator.generator.tally import TrafficTally
-from simulator.models import TrafficResult
+from simulator.models import JobSummary, TrafficResult
 from simulator.options import HEADER, PipelineOptions
 
-__all__ = ["RunStats", "TrafficEngine"]
+__all__ = ["TrafficEngine"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,6 @@ class TrafficEngine:
         self._current: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar(
             f"failure_lab_generator_request_{id(self):x}", default=None
         )
-        self.live = LiveStats()
-        """Totals over everything this engine sent."""
 
     @property
     def max_in_flight(self) -> int:
@@ -146,7 +144,7 @@ class TrafficEngine:
             intended = time.perf_counter()
         else:
             await sleep_until(intended)
-        sink = Sink(self._lives(live))
+        sink = Sink(live)
         exchange = await self._queued(_headers(options), planned, intended, job_id, sink)
         return exchange.result()
 
@@ -163,7 +161,7 @@ class TrafficEngine:
             raise ValueError("count must be >= 1")
         intended = time.perf_counter()
         headers = _headers(options)
-        sink = Sink(self._lives(live))
+        sink = Sink(live)
         planned = [self._planner.next() for _ in range(count)]
         exchanges = await asyncio.gather(
             *(self._queued(headers, request, intended, job_id, sink) for request in planned)
@@ -181,7 +179,7 @@ class TrafficEngine:
         on_result: ResultCallback | None = None,
         live: LiveStats | None = None,
         requests: RequestSource | None = None,
-    ) -> RunStats:
+    ) -> JobSummary:
         """Open-model run for ``duration`` s at ``rate`` req/s (a constant or f(elapsed s)).
 
         ``options`` may be a function of the elapsed seconds too, and ``requests`` a source
@@ -193,7 +191,7 @@ class TrafficEngine:
         plan = schedule(rate, duration)
         run_live = live if live is not None else LiveStats()
         samples = RunSamples(plan.planned)
-        sink = Sink(self._lives(run_live), samples, on_result)
+        sink = Sink(run_live, samples, on_result)
         source = requests if requests is not None else self._planner
         headers_at = _HeaderSchedule(options)
         tasks: set[asyncio.Task[Exchange]] = set()
@@ -209,7 +207,7 @@ class TrafficEngine:
                         self._set_target(key, _rate_now(rate, time.perf_counter() - start))
                     await sleep_until(intended)
                 if self._slots.locked():
-                    self._recorder.dropped(sink.lives)
+                    self._recorder.dropped(sink.live)
                     continue
                 await self._slots.acquire()  # free slot: returns without suspending
                 headers = headers_at(offset)
@@ -227,16 +225,12 @@ class TrafficEngine:
             raise
         finally:
             self._clear_target(key)
-        end = time.perf_counter()
         window = max(duration, last_send - start)
         return samples.summarise(
-            run_live, target=plan.planned, elapsed=end - start, send_window=window
+            run_live, planned=plan.planned, elapsed=time.perf_counter() - start, send_window=window
         )
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _lives(self, live: LiveStats | None) -> tuple[LiveStats, ...]:
-        return (self.live,) if live is None or live is self.live else (self.live, live)
 
     def _require_sender(self) -> Sender:
         if self._sender is None:

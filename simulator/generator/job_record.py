@@ -2,7 +2,8 @@
 
 Kept apart from the manager so the manager is about running jobs (admission, tasks,
 forgetting) and this about describing them: live counts while a job runs, the scenario's
-current phase and target, and the exact summary of a completed run.
+current phase and target, and the exact summary of a completed run, which the engine
+returns already in the contract's shape and is served as it is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from simulator.generator.scenarios import ScenarioPlan
-from simulator.generator.stats import LiveStats, RunStats
+from simulator.generator.stats import LiveStats
 from simulator.models import (
     GenerationMode,
     Job,
@@ -21,8 +22,6 @@ from simulator.models import (
     JobStats,
     JobStatus,
     JobSummary,
-    Percentiles,
-    SlowRequest,
 )
 
 
@@ -34,7 +33,7 @@ class Generation:
     live: LiveStats = field(default_factory=LiveStats)
     started: float = field(default_factory=time.perf_counter)
     ended: float | None = None
-    result: RunStats | None = None
+    result: JobSummary | None = None
 
     def elapsed(self) -> float:
         return (self.ended if self.ended is not None else time.perf_counter()) - self.started
@@ -55,7 +54,7 @@ class JobRecord:
     started_at: datetime
     plan: ScenarioPlan | None = None
     name: str | None = None
-    task: asyncio.Task[RunStats] | None = None
+    task: asyncio.Task[JobSummary] | None = None
     status: JobStatus = "running"
     ended_at: datetime | None = None
     ended_clock: float | None = None
@@ -68,7 +67,6 @@ class JobRecord:
         target = self.rps
         if plan is not None and running:
             target = plan.rate_at(elapsed)
-        result = self.generation.result
         return Job(
             job_id=self.generation.job_id or "",
             mode=self.mode,
@@ -92,34 +90,5 @@ class JobRecord:
                 target_rps=target,
                 achieved_rps=self.generation.achieved_rps(),
             ),
-            summary=summary(result) if result is not None else None,
+            summary=self.generation.result,
         )
-
-
-def summary(result: RunStats) -> JobSummary:
-    return JobSummary(
-        planned=result.target,
-        sent=result.sent,
-        dropped=result.dropped,
-        succeeded=result.succeeded,
-        failed=result.failed,
-        late_sends=result.late_sends,
-        elapsed_seconds=result.elapsed,
-        achieved_rps=result.achieved_rps,
-        latency_ms=Percentiles(
-            p50=result.latency_p50_ms, p95=result.latency_p95_ms, p99=result.latency_p99_ms
-        ),
-        service_latency_ms=Percentiles(
-            p50=result.service_latency_p50_ms,
-            p95=result.service_latency_p95_ms,
-            p99=result.service_latency_p99_ms,
-        ),
-        send_lag_ms=Percentiles(
-            p50=result.send_lag_p50_ms, p95=result.send_lag_p95_ms, p99=result.send_lag_p99_ms
-        ),
-        slowest=[
-            SlowRequest(request_id=request_id, latency_ms=latency)
-            for request_id, latency in result.slowest
-        ],
-        failed_request_ids=list(result.failed_ids),
-    )

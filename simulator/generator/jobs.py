@@ -26,11 +26,11 @@ from simulator.generator.engine import TrafficEngine
 from simulator.generator.job_record import Generation, JobRecord
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.scenarios import ScenarioPlan
-from simulator.generator.stats import RunStats
 from simulator.models import (
     GenerationMode,
     Job,
     JobMode,
+    JobSummary,
     TrafficResult,
     TrafficStatus,
 )
@@ -233,7 +233,7 @@ class JobManager:
             name=name,
         )
 
-    def _launch(self, record: JobRecord, work: Coroutine[Any, Any, RunStats]) -> Job:
+    def _launch(self, record: JobRecord, work: Coroutine[Any, Any, JobSummary]) -> Job:
         job_id = record.generation.job_id or ""
         self._running[job_id] = record
         try:
@@ -247,7 +247,7 @@ class JobManager:
         task.add_done_callback(lambda done: self._finish(record, done))
         return record.to_model()
 
-    async def _scenario(self, record: JobRecord, plan: ScenarioPlan) -> RunStats:
+    async def _scenario(self, record: JobRecord, plan: ScenarioPlan) -> JobSummary:
         marker = asyncio.create_task(self._mark_stages(plan, record.generation.started))
         try:
             return await self._engine.run(
@@ -287,7 +287,7 @@ class JobManager:
         if generation in self._active:
             self._active.remove(generation)
 
-    def _finish(self, record: JobRecord, task: asyncio.Task[RunStats]) -> None:
+    def _finish(self, record: JobRecord, task: asyncio.Task[JobSummary]) -> None:
         if task.cancelled():
             record.status = "cancelled"
         elif (error := task.exception()) is not None:

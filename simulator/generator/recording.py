@@ -81,9 +81,9 @@ class Exchange:
 
 @dataclass(slots=True)
 class Sink:
-    """Where a request's accounting goes besides the engine-wide metrics."""
+    """Where a request's accounting goes besides the engine-wide metrics and tally."""
 
-    lives: tuple[LiveStats, ...]
+    live: LiveStats | None
     samples: RunSamples | None = None
     on_result: ResultCallback | None = None
 
@@ -106,16 +106,16 @@ class Recorder:
         if late:
             metrics.late_sends.inc()
         self._tally.record_sent(actual, late)
-        for live in sink.lives:
-            live.record_sent(actual, late)
+        if sink.live is not None:
+            sink.live.record_sent(actual, late)
         if sink.samples is not None:
             sink.samples.add_send_lag(lag * 1000)
         return lag
 
-    def dropped(self, lives: tuple[LiveStats, ...]) -> None:
+    def dropped(self, live: LiveStats | None) -> None:
         self._metrics.dropped.inc()
         self._tally.record_dropped()
-        for live in lives:
+        if live is not None:
             live.record_dropped()
 
     def finished(self, sink: Sink, exchange: Exchange) -> None:
@@ -129,8 +129,8 @@ class Recorder:
             exchange.planned, exchange.http_status, exchange.error_kind, exchange.retries
         )
         latency_ms = latency_s * 1000
-        for live in sink.lives:
-            live.record_finished(success, latency_ms)
+        if sink.live is not None:
+            sink.live.record_finished(success, latency_ms)
         if sink.samples is not None:
             sink.samples.add_latency(latency_ms, service_s * 1000)
             sink.samples.add_outcome(latency_ms, exchange.trace_id, success)

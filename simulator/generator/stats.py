@@ -2,8 +2,10 @@
 
 ``LiveStats`` is cheap to update on every request and answers "how is it going now": counts,
 the send rate over the last second and the mean latency. ``RunSamples`` keeps the run's own
-samples (bounded by its planned count) so ``RunStats`` quotes exact percentiles rather than
-bucket interpolations.
+samples (bounded by its planned count) so the summary quotes exact percentiles rather than
+bucket interpolations. The summary is the contract's ``JobSummary`` itself, built once here:
+the job API serves it and the scenario report embeds it, so a run's figures keep one shape
+and one set of names from the engine to the report.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from simulator.models import JobSummary, Percentiles, SlowRequest
+
 RPS_WINDOW_S = 1.0
 SLOWEST_KEPT = 10
 FAILED_KEPT = 20
@@ -23,7 +27,7 @@ FAILED_KEPT = 20
 
 @dataclass(slots=True)
 class LiveStats:
-    """Running counts of one generation (or of a whole engine)."""
+    """Running counts of one generation: a request, a burst or a job."""
 
     sent: int = 0
     succeeded: int = 0
@@ -71,33 +75,6 @@ class LiveStats:
             recent.popleft()
 
 
-@dataclass(frozen=True, slots=True)
-class RunStats:
-    """Summary of one open-model run; latencies in ms, percentiles exact over its samples."""
-
-    sent: int
-    dropped: int
-    succeeded: int
-    failed: int
-    late_sends: int
-    target: int
-    elapsed: float
-    achieved_rps: float
-    send_lag_p50_ms: float | None
-    send_lag_p95_ms: float | None
-    send_lag_p99_ms: float | None
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    latency_p99_ms: float | None
-    service_latency_p50_ms: float | None
-    service_latency_p95_ms: float | None
-    service_latency_p99_ms: float | None
-    slowest: tuple[tuple[str, float], ...] = ()
-    """(request id, latency ms) of the slowest requests, slowest first."""
-    failed_ids: tuple[str, ...] = ()
-    """Request ids of the most recent failed requests, oldest first."""
-
-
 class RunSamples:
     """Per-request samples of one run, never more than ``capacity`` of each, plus the ids
     of its slowest and its most recent failed requests (trace ids, 0 when none)."""
@@ -130,40 +107,40 @@ class RunSamples:
             self.service_latency_ms.append(service_latency_ms)
 
     def summarise(
-        self, live: LiveStats, *, target: int, elapsed: float, send_window: float
-    ) -> RunStats:
-        lag = sorted(self.send_lag_ms)
-        latency = sorted(self.latency_ms)
-        service = sorted(self.service_latency_ms)
-        return RunStats(
+        self, live: LiveStats, *, planned: int, elapsed: float, send_window: float
+    ) -> JobSummary:
+        """The run's summary; ``achieved_rps`` is what was sent over ``send_window`` s."""
+        return JobSummary(
+            planned=planned,
             sent=live.sent,
             dropped=live.dropped,
             succeeded=live.succeeded,
             failed=live.failed,
             late_sends=live.late_sends,
-            target=target,
-            elapsed=elapsed,
+            elapsed_seconds=elapsed,
             achieved_rps=live.sent / send_window if send_window > 0 else 0.0,
-            send_lag_p50_ms=percentile(lag, 50),
-            send_lag_p95_ms=percentile(lag, 95),
-            send_lag_p99_ms=percentile(lag, 99),
-            latency_p50_ms=percentile(latency, 50),
-            latency_p95_ms=percentile(latency, 95),
-            latency_p99_ms=percentile(latency, 99),
-            service_latency_p50_ms=percentile(service, 50),
-            service_latency_p95_ms=percentile(service, 95),
-            service_latency_p99_ms=percentile(service, 99),
-            slowest=tuple(
-                (request_id(trace_id), latency)
+            latency_ms=percentiles(self.latency_ms),
+            service_latency_ms=percentiles(self.service_latency_ms),
+            send_lag_ms=percentiles(self.send_lag_ms),
+            slowest=[
+                SlowRequest(request_id=request_id(trace_id), latency_ms=latency)
                 for latency, trace_id in sorted(self._slowest, reverse=True)
-            ),
-            failed_ids=tuple(request_id(trace_id) for trace_id in self._failed),
+            ],
+            failed_request_ids=[request_id(trace_id) for trace_id in self._failed],
         )
 
 
 def request_id(trace_id: int) -> str:
     """The public request id of a trace id: its UUID form, as in ``TrafficResult``."""
     return str(uuid.UUID(int=trace_id))
+
+
+def percentiles(values: Sequence[float]) -> Percentiles:
+    """p50, p95 and p99 of unsorted values; each None if there are none."""
+    ordered = sorted(values)
+    return Percentiles(
+        p50=percentile(ordered, 50), p95=percentile(ordered, 95), p99=percentile(ordered, 99)
+    )
 
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:

@@ -1,11 +1,13 @@
 """What ``failure-lab run`` writes: the JSON report of one scenario run.
 
-Two kinds of figures sit side by side, and the report says which is which. The generator's
-own, exact over every request it sent (achieved rate, latency percentiles corrected and
-uncorrected for coordinated omission, the slowest and the failed request ids, whose traces
-``/v1/trace/{request_id}`` shows); and the service's, read from the metrics source
+Two kinds of figures sit side by side in each phase, and the report says which is which.
+``generator``: the phase's job summary exactly as the job API serves it (``JobSummary``, the
+type the engine builds), exact over every request it sent: achieved rate, latency percentiles
+corrected and uncorrected for coordinated omission, the slowest and the failed request ids,
+whose traces ``/v1/trace/{request_id}`` shows. ``service``: read from the metrics source
 (``/metrics/json`` over each phase's window), which the checks are evaluated on, so a
-verdict says the same as the dashboards.
+verdict says the same as the dashboards. Figures derived from the summary are computed here,
+from it, rather than copied next to it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
-from simulator.models import DisruptionType, Percentiles, ScenarioName, SlowRequest
+from simulator.models import DisruptionType, JobStatus, JobSummary, ScenarioName
 from simulator.scenario.verdict import CheckResult
 
 
@@ -34,11 +36,6 @@ class ServiceFigures(BaseModel):
     p99_ms: float | None
 
 
-class GeneratorLatency(BaseModel):
-    corrected: Percentiles = Field(description="From the intended send time.")
-    uncorrected: Percentiles = Field(description="From the actual send time.")
-
-
 class DisruptionRecord(BaseModel):
     disruption_id: str
     type: DisruptionType
@@ -52,26 +49,26 @@ class PhaseReport(BaseModel):
     name: str
     scenario: ScenarioName
     job_id: str
-    status: str
+    status: JobStatus
     started_at: datetime
     ended_at: datetime
     duration_seconds: float
-    target_rps: float = Field(description="The phase's (peak) rate.")
-    planned: int = Field(description="Requests the load shape asked for.")
-    sent: int
-    dropped: int
-    succeeded: int
-    failed: int
-    late_sends: int
-    achieved_rps: float
-    achieved_rate_ratio: float | None = Field(description="sent / planned")
-    generator_error_rate: float | None = Field(description="failed / finished, as sent")
-    latency_ms: GeneratorLatency
-    send_lag_ms: Percentiles
-    slowest: list[SlowRequest]
-    failed_request_ids: list[str]
+    rps: float = Field(description="The job's rate: the phase's (peak) rate.")
+    generator: JobSummary = Field(description="The job's summary, as the job API serves it.")
     service: ServiceFigures
     disruptions: list[DisruptionRecord]
+
+    @computed_field(description="sent / planned; None when nothing was planned")  # type: ignore[prop-decorator]
+    @property
+    def achieved_rate_ratio(self) -> float | None:
+        planned = self.generator.planned
+        return self.generator.sent / planned if planned else None
+
+    @computed_field(description="failed / finished, as sent; None when none finished")  # type: ignore[prop-decorator]
+    @property
+    def generator_error_rate(self) -> float | None:
+        finished = self.generator.succeeded + self.generator.failed
+        return self.generator.failed / finished if finished else None
 
 
 class WholeRun(BaseModel):

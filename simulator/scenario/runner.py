@@ -7,6 +7,10 @@ it on the job's event stream, starts the phase's disruptions at their offsets
 with ``/metrics/json?window=<phase>&at=<phase end>``. So the same run works against
 ``failure-lab serve`` and against the stack's shim, and its numbers are the dashboards'.
 
+Every answer is parsed once, with the contract's own model (``Job``, ``Disruption``,
+``MetricsData``, ...), so a target that answers something else fails the run where it
+happened, and the job's summary reaches the report as the type the engine built.
+
 Whatever happens, the runner leaves the service as it found it: the job it started is
 stopped, its disruptions are cancelled, and the failure config and breaker are put back.
 """
@@ -15,20 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
+from failure_lab.contract import ErrorAnswer, MetricsData
 from failure_lab.durations import MIN_WINDOW_SECONDS
-from simulator.models import CircuitBreakerConfig, FailureConfig, Percentiles, SlowRequest
+from simulator.models import (
+    CircuitBreakerConfig,
+    CircuitBreakerStatus,
+    Disruption,
+    FailureConfig,
+    Job,
+    JobSummary,
+    ScenarioJobRequest,
+)
 from simulator.scenario.report import (
     DisruptionRecord,
-    GeneratorLatency,
     PhaseReport,
     RunReport,
     ServiceFigures,
@@ -41,6 +53,8 @@ RETENTION_MARGIN_S = 5.0
 STREAM_READ_TIMEOUT_S = 60.0
 WHOLE_RUN = "all"
 
+Answer = TypeVar("Answer", bound=BaseModel)
+
 
 class RunFailed(Exception):
     """The run could not be carried out: the target is down, or refused a step."""
@@ -49,24 +63,26 @@ class RunFailed(Exception):
 class Observer(Protocol):
     """Told what happens as it happens (a live view, or nothing)."""
 
-    def phase_started(self, index: int, phase: Phase, job: dict[str, Any]) -> None: ...
+    def phase_started(self, index: int, phase: Phase, job: Job) -> None: ...
 
-    def job_update(self, index: int, phase: Phase, job: dict[str, Any]) -> None: ...
+    def job_update(self, index: int, phase: Phase, job: Job) -> None: ...
 
-    def phase_finished(self, index: int, phase: Phase, job: dict[str, Any]) -> None: ...
+    def phase_finished(self, index: int, phase: Phase, summary: JobSummary) -> None: ...
 
     def note(self, text: str) -> None: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Ran:
-    """One phase as it ran: its job's final state and the disruptions started in it."""
+    """One phase as it ran: its completed job, that job's summary and the disruptions
+    started in it."""
 
     phase: Phase
-    job: dict[str, Any]
+    job: Job
+    summary: JobSummary
     started: datetime
     ended: datetime
-    disruptions: list[DisruptionRecord] = field(default_factory=list)
+    disruptions: list[DisruptionRecord]
 
 
 class ScenarioRunner:
@@ -113,11 +129,9 @@ class ScenarioRunner:
             await self._restore(saved_config, saved_breaker)
         ended = datetime.now(UTC)
         whole = await self._service(ran[0].started, ran[-1].ended)
-        planned = sum(report.planned for report in phases)
-        whole_run = WholeRun(
-            achieved_rate_ratio=sum(r.sent for r in phases) / planned if planned else None,
-            service=whole,
-        )
+        planned = sum(report.generator.planned for report in phases)
+        sent = sum(report.generator.sent for report in phases)
+        whole_run = WholeRun(achieved_rate_ratio=sent / planned if planned else None, service=whole)
         figures = {
             report.name: _figures(report.service, report.achieved_rate_ratio) for report in phases
         }
@@ -141,25 +155,25 @@ class ScenarioRunner:
     async def _phase(self, index: int, phase: Phase) -> _Ran:
         scenario = self._scenario
         config = scenario.failure_config_for(phase)
-        await self._call("PUT", "/v1/config/failure", config.model_dump(mode="json"))
-        breaker = scenario.circuit_breaker_for(phase)
-        await self._call("PUT", "/v1/config/circuit-breaker", breaker.model_dump(mode="json"))
-        body: dict[str, Any] = {
-            "scenario": phase.scenario,
-            "duration": phase.seconds,
-            "endpoints": phase.job_endpoints,
-            "payload": scenario.payload_for(phase).model_dump(mode="json"),
-            "name": phase.name,
-        }
-        if phase.max_rps is not None:
-            body["max_rps"] = phase.max_rps
-        job = await self._call("POST", "/v1/traffic/jobs", body)
-        self._job_id = job["job_id"]
+        await self._call(FailureConfig, "PUT", "/v1/config/failure", config.model_dump(mode="json"))
+        breaker = scenario.circuit_breaker_for(phase).model_dump(mode="json")
+        await self._call(CircuitBreakerStatus, "PUT", "/v1/config/circuit-breaker", breaker)
+        request = ScenarioJobRequest(
+            scenario=phase.scenario,
+            duration=phase.seconds,
+            max_rps=phase.max_rps,
+            endpoints=phase.job_endpoints,
+            payload=scenario.payload_for(phase),
+            name=phase.name,
+        )
+        body = request.model_dump(mode="json", exclude_none=True)
+        job = await self._call(Job, "POST", "/v1/traffic/jobs", body)
+        self._job_id = job.job_id
         began = time.monotonic()
         self._observer.phase_started(index, phase, job)
-        record = _Ran(phase, job, _instant(job["started_at"]), _instant(job["started_at"]))
+        disruptions: list[DisruptionRecord] = []
         schedule = [
-            asyncio.create_task(self._disrupt(record, planned, began + planned.at))
+            asyncio.create_task(self._disrupt(phase, disruptions, planned, began + planned.at))
             for planned in phase.disruptions
         ]
         follow = asyncio.create_task(self._follow(index, phase, job))
@@ -174,84 +188,71 @@ class ScenarioRunner:
                 task.cancel()
             if tasks:
                 await asyncio.wait(tasks)
-        final: dict[str, Any] = follow.result()
+        final = follow.result()
         self._job_id = None
-        if final["status"] != "completed":
-            raise RunFailed(f"phase {phase.name}: job {final['job_id']} ended {final['status']}")
-        record.job = final
-        record.ended = _instant(final["ended_at"])
-        self._observer.phase_finished(index, phase, final)
-        return record
+        if final.status != "completed":
+            raise RunFailed(f"phase {phase.name}: job {final.job_id} ended {final.status}")
+        if final.summary is None or final.ended_at is None:
+            raise RunFailed(f"phase {phase.name}: job {final.job_id} completed without a summary")
+        self._observer.phase_finished(index, phase, final.summary)
+        return _Ran(phase, final, final.summary, job.started_at, final.ended_at, disruptions)
 
-    async def _disrupt(self, record: _Ran, planned: ScheduledDisruption, due: float) -> None:
+    async def _disrupt(
+        self,
+        phase: Phase,
+        started: list[DisruptionRecord],
+        planned: ScheduledDisruption,
+        due: float,
+    ) -> None:
         await asyncio.sleep(max(0.0, due - time.monotonic()))
-        created = await self._call(
-            "POST", "/v1/disruptions", planned.request().model_dump(mode="json", exclude_none=True)
-        )
-        self._disruption_ids.append(created["disruption_id"])
-        record.disruptions.append(
+        request = planned.request().model_dump(mode="json", exclude_none=True)
+        created = await self._call(Disruption, "POST", "/v1/disruptions", request)
+        self._disruption_ids.append(created.disruption_id)
+        started.append(
             DisruptionRecord(
-                disruption_id=created["disruption_id"],
+                disruption_id=created.disruption_id,
                 type=planned.type,
                 severity=planned.severity,
                 at_seconds=planned.at,
                 duration_seconds=planned.duration,
-                started_at=_instant(created["created_at"]),
+                started_at=created.created_at,
             )
         )
         self._observer.note(
-            f"{record.phase.name}: {planned.type} (severity {planned.severity:g}) "
+            f"{phase.name}: {planned.type} (severity {planned.severity:g}) "
             f"for {planned.duration:g}s"
         )
 
-    async def _follow(self, index: int, phase: Phase, job: dict[str, Any]) -> dict[str, Any]:
+    async def _follow(self, index: int, phase: Phase, job: Job) -> Job:
         """The job's final state, read from its event stream as it runs."""
-        path = f"/v1/traffic/jobs/{job['job_id']}/stream"
+        path = f"/v1/traffic/jobs/{job.job_id}/stream"
         try:
             async for kind, data in _events(self._http, path):
+                current = _parsed(Job, data, f"GET {path}")
                 if kind == "done":
-                    return data
-                self._observer.job_update(index, phase, data)
+                    return current
+                self._observer.job_update(index, phase, current)
         except httpx.HTTPError as exc:
             raise RunFailed(
                 f"{self._target} went away during phase {phase.name}: {exc!r}"
             ) from None
-        raise RunFailed(f"the event stream of job {job['job_id']} ended without its final event")
+        raise RunFailed(f"the event stream of job {job.job_id} ended without its final event")
 
     # -- figures -----------------------------------------------------------------------------
 
     async def _phase_report(self, record: _Ran) -> PhaseReport:
         job = record.job
-        summary = job["summary"]
-        service = await self._service(record.started, record.ended)
-        finished = summary["succeeded"] + summary["failed"]
-        planned = summary["planned"]
         return PhaseReport(
             name=record.phase.name,
             scenario=record.phase.scenario,
-            job_id=job["job_id"],
-            status=job["status"],
+            job_id=job.job_id,
+            status=job.status,
             started_at=record.started,
             ended_at=record.ended,
             duration_seconds=record.phase.seconds,
-            target_rps=job["rps"],
-            planned=summary["planned"],
-            sent=summary["sent"],
-            dropped=summary["dropped"],
-            succeeded=summary["succeeded"],
-            failed=summary["failed"],
-            late_sends=summary["late_sends"],
-            achieved_rps=summary["achieved_rps"],
-            achieved_rate_ratio=summary["sent"] / planned if planned else None,
-            generator_error_rate=summary["failed"] / finished if finished else None,
-            latency_ms=GeneratorLatency(
-                corrected=Percentiles(**summary["latency_ms"]),
-                uncorrected=Percentiles(**summary["service_latency_ms"]),
-            ),
-            send_lag_ms=Percentiles(**summary["send_lag_ms"]),
-            slowest=[SlowRequest(**slow) for slow in summary["slowest"]],
-            failed_request_ids=summary["failed_request_ids"],
-            service=service,
+            rps=job.rps,
+            generator=record.summary,
+            service=await self._service(record.started, record.ended),
             disruptions=record.disruptions,
         )
 
@@ -263,31 +264,27 @@ class ScenarioRunner:
         newest = self._max_window - (time.time() - end.timestamp()) - RETENTION_MARGIN_S
         window = max(MIN_WINDOW_SECONDS, min(newest, (end - start).total_seconds()))
         at = end.timestamp()
-        data = await self._call(
-            "GET", "/metrics/json", params={"window": f"{window:.3f}", "at": f"{at:.3f}"}
-        )
-        requests = data["request_rate"] * window
+        params = {"window": f"{window:.3f}", "at": f"{at:.3f}"}
+        data = await self._call(MetricsData, "GET", "/metrics/json", params=params)
+        requests = data.request_rate * window
         has_requests = requests > 0
         return ServiceFigures(
             window_seconds=window,
             window_end=end,
-            request_rate=data["request_rate"],
-            error_rate=data["error_rate"] if has_requests else None,
-            retry_count=data["retry_count"],
-            retry_amplification=(requests + data["retry_count"]) / requests
-            if has_requests
-            else None,
-            p95_ms=data["p95_latency"] if has_requests else None,
-            p99_ms=data["p99_latency"] if has_requests else None,
+            request_rate=data.request_rate,
+            error_rate=data.error_rate if has_requests else None,
+            retry_count=data.retry_count,
+            retry_amplification=(requests + data.retry_count) / requests if has_requests else None,
+            p95_ms=data.p95_latency if has_requests else None,
+            p99_ms=data.p99_latency if has_requests else None,
         )
 
     # -- the service's state -----------------------------------------------------------------
 
     async def _current_state(self) -> tuple[FailureConfig, CircuitBreakerConfig]:
-        config = FailureConfig.model_validate(await self._call("GET", "/v1/config/failure"))
-        breaker = await self._call("GET", "/v1/config/circuit-breaker")
-        fields = CircuitBreakerConfig.model_fields
-        return config, CircuitBreakerConfig(**{k: breaker[k] for k in fields})
+        config = await self._call(FailureConfig, "GET", "/v1/config/failure")
+        breaker = await self._call(CircuitBreakerStatus, "GET", "/v1/config/circuit-breaker")
+        return config, breaker.config()
 
     async def _restore(self, config: FailureConfig, breaker: CircuitBreakerConfig) -> None:
         """Best effort, every step tried: the service as it was before the run."""
@@ -304,26 +301,35 @@ class ScenarioRunner:
 
     async def _call(
         self,
+        answer: type[Answer],
         method: str,
         path: str,
         body: Any = None,
         *,
         params: dict[str, str] | None = None,
-    ) -> Any:
+    ) -> Answer:
+        """The call's answer as the contract's model ``answer``; ``RunFailed`` otherwise."""
         try:
             response = await self._http.request(method, path, json=body, params=params)
         except httpx.HTTPError as exc:
             raise RunFailed(f"{method} {self._target}{path}: {exc!r}") from None
         if response.status_code >= 400:
             try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
+                detail: object = ErrorAnswer.model_validate_json(response.content).detail
+            except ValidationError:
                 detail = response.text
             raise RunFailed(f"{method} {path} answered {response.status_code}: {detail}")
-        return response.json()
+        return _parsed(answer, response.content, f"{method} {path}")
 
 
-async def _events(http: httpx.AsyncClient, path: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+def _parsed(answer: type[Answer], data: str | bytes, call: str) -> Answer:
+    try:
+        return answer.model_validate_json(data)
+    except ValidationError as exc:
+        raise RunFailed(f"{call}: not a {answer.__name__} answer: {exc}") from None
+
+
+async def _events(http: httpx.AsyncClient, path: str) -> AsyncIterator[tuple[str, str]]:
     """(event, data) pairs of a Server-Sent Events stream until the server ends it."""
     timeout = httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT_S)
     async with http.stream("GET", path, timeout=timeout) as stream:
@@ -335,7 +341,7 @@ async def _events(http: httpx.AsyncClient, path: str) -> AsyncIterator[tuple[str
             if line.startswith("event:"):
                 kind = line.removeprefix("event:").strip()
             elif line.startswith("data:"):
-                yield kind, json.loads(line.removeprefix("data:").strip())
+                yield kind, line.removeprefix("data:").strip()
             elif not line:
                 kind = "message"
 
@@ -348,11 +354,6 @@ def _figures(service: ServiceFigures, achieved: float | None) -> PhaseFigures:
         retry_amplification=service.retry_amplification,
         achieved_rate_ratio=achieved,
     )
-
-
-def _instant(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def exit_status(report: RunReport) -> int:

@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+from pydantic import ValidationError
 from rich.console import Console
 
+from failure_lab.contract import TraceResponse
 from failure_lab.settings import Settings
 from simulator.scenario.loader import ScenarioFileError, load_scenario
 from simulator.scenario.report import RunReport
@@ -77,13 +79,14 @@ async def run_file(
 async def _show_a_failure(console: Console, http: httpx.AsyncClient, report: RunReport) -> None:
     """The trace of the most recent failed request, if any (best effort: traces may be
     sampled, still in flight to Jaeger, or evicted)."""
-    failed = [i for phase in report.phases for i in phase.failed_request_ids]
+    failed = [i for phase in report.phases for i in phase.generator.failed_request_ids]
     if not failed:
         return
-    with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+    with contextlib.suppress(httpx.HTTPError, ValidationError):
         answer = await http.get(f"/v1/trace/{failed[-1]}")
         if answer.status_code == 200:
-            print_trace(console, failed[-1], answer.json())
+            trace = TraceResponse.model_validate_json(answer.content)
+            print_trace(console, failed[-1], trace)
 
 
 @contextlib.asynccontextmanager

@@ -204,7 +204,7 @@ class Phase(_Strict):
         return self.duration
 
     @property
-    def job_endpoints(self) -> Literal["all"] | list[str]:
+    def job_endpoints(self) -> Literal["all"] | list[EndpointKey]:
         """``endpoints`` as a scenario job takes it: ``"all"`` or the route keys."""
         return "all" if self.endpoints is None else list(self.endpoints)
 

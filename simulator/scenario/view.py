@@ -10,12 +10,13 @@ trace, so the first thing to look at is on screen.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from failure_lab.contract import TraceResponse
+from simulator.models import Job, JobSummary
 from simulator.scenario.report import RunReport
 from simulator.scenario.spec import Phase, Scenario
 
@@ -59,35 +60,34 @@ class LiveView:
     def __exit__(self, *_: object) -> None:
         self._progress.stop()
 
-    def phase_started(self, index: int, phase: Phase, job: dict[str, Any]) -> None:
+    def phase_started(self, index: int, phase: Phase, job: Job) -> None:
         self._began = time.monotonic()
         self._progress.start_task(self._tasks[index])
 
-    def job_update(self, index: int, phase: Phase, job: dict[str, Any]) -> None:
+    def job_update(self, index: int, phase: Phase, job: Job) -> None:
         elapsed = min(phase.seconds, time.monotonic() - self._began)
-        stats = job["stats"]
-        shape = f"  [dim]{job['phase']}[/]" if job.get("phase") else ""
-        colour = "red" if stats["failed"] else "green"
+        stats = job.stats
+        shape = f"  [dim]{job.phase}[/]" if job.phase else ""
+        colour = "red" if stats.failed else "green"
         self._progress.update(
             self._tasks[index],
             completed=elapsed,
             clock=f"{elapsed:5.1f}/{phase.seconds:g}s",
             figures=(
-                f"{stats['current_rps']:6.0f}/{stats['target_rps']:.0f} req/s  "
-                f"[{colour}]{stats['failed']} failed[/] of {stats['total']}  "
-                f"avg {_ms(stats['avg_latency_ms'])} ms{shape}"
+                f"{stats.current_rps:6.0f}/{stats.target_rps:.0f} req/s  "
+                f"[{colour}]{stats.failed} failed[/] of {stats.total}  "
+                f"avg {_ms(stats.avg_latency_ms)} ms{shape}"
             ),
         )
 
-    def phase_finished(self, index: int, phase: Phase, job: dict[str, Any]) -> None:
-        summary = job["summary"]
+    def phase_finished(self, index: int, phase: Phase, summary: JobSummary) -> None:
         self._progress.update(
             self._tasks[index],
             completed=phase.seconds,
             clock=f"{phase.seconds:5.1f}/{phase.seconds:g}s",
             figures=(
-                f"{summary['achieved_rps']:6.1f} req/s achieved  {summary['failed']} failed of "
-                f"{summary['sent']}  p99 {_ms(summary['latency_ms']['p99'])} ms"
+                f"{summary.achieved_rps:6.1f} req/s achieved  {summary.failed} failed of "
+                f"{summary.sent}  p99 {_ms(summary.latency_ms.p99)} ms"
             ),
         )
         self._progress.stop_task(self._tasks[index])
@@ -109,15 +109,15 @@ def print_report(console: Console, report: RunReport) -> None:
     ):
         phases.add_column(column, justify="right")
     for phase in report.phases:
-        service = phase.service
+        service, generator = phase.service, phase.generator
         phases.add_row(
             phase.name,
-            f"{phase.target_rps:g}/{phase.achieved_rps:.1f}",
-            str(phase.sent),
+            f"{phase.rps:g}/{generator.achieved_rps:.1f}",
+            str(generator.sent),
             _ratio(service.error_rate),
             f"{_ms(service.p95_ms)}/{_ms(service.p99_ms)}",
             "-" if service.retry_amplification is None else f"{service.retry_amplification:.2f}x",
-            f"{_ms(phase.latency_ms.corrected.p99)}/{_ms(phase.latency_ms.uncorrected.p99)}",
+            f"{_ms(generator.latency_ms.p99)}/{_ms(generator.service_latency_ms.p99)}",
         )
     console.print(phases)
     console.print(
@@ -134,12 +134,12 @@ def print_report(console: Console, report: RunReport) -> None:
         console.print(checks)
     slowest = sorted(
         ((slow.latency_ms, slow.request_id, phase.name) for phase in report.phases
-         for slow in phase.slowest),
+         for slow in phase.generator.slowest),
         reverse=True,
     )[:3]  # fmt: skip
     for latency, request_id, name in slowest:
         console.print(f"slowest: {request_id} ({latency:.1f} ms, {name})")
-    failed = [(p.name, i) for p in report.phases for i in p.failed_request_ids[-2:]]
+    failed = [(p.name, i) for p in report.phases for i in p.generator.failed_request_ids[-2:]]
     for name, request_id in failed[:6]:
         console.print(f"failed:  {request_id} ({name})")
     passed = sum(1 for check in report.checks if check.passed)
@@ -150,16 +150,16 @@ def print_report(console: Console, report: RunReport) -> None:
     )
 
 
-def print_trace(console: Console, request_id: str, trace: dict[str, Any]) -> None:
+def print_trace(console: Console, request_id: str, trace: TraceResponse) -> None:
     """One request's trace as ``GET /v1/trace/{request_id}`` returns it."""
     events = Table(title=f"trace of {request_id} (GET /v1/trace/{{request_id}})")
     for column in ("time", "event", "details"):
         events.add_column(column)
-    for event in trace["trace"]["events"]:
-        details = {k: v for k, v in event["metadata"].items() if k not in ("span_id", "span")}
+    for event in trace.trace.events:
+        details = {k: v for k, v in event.metadata.items() if k not in ("span_id", "span")}
         events.add_row(
-            event["timestamp_wall"][11:23],
-            event["event_type"],
+            event.timestamp_wall[11:23],
+            event.event_type,
             ", ".join(f"{k}={v}" for k, v in details.items()),
         )
     console.print(events)

@@ -155,9 +155,10 @@ PROBES: dict[str, tuple[float, Probe]] = {
 
 @pytest.mark.parametrize("kind", TYPES)
 async def test_each_type_acts_while_active_and_reverts_at_expiry_without_a_call(
-    kind: str,
+    kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     severity, probe = PROBES[kind]
+    caplog.set_level(logging.INFO, logger="simulator.disruptions")
     async with running() as (app, http, spans):
         assert not await probe(app, http, spans)
         created = await create(http, type=kind, severity=severity, duration_seconds=DURATION)
@@ -167,10 +168,12 @@ async def test_each_type_acts_while_active_and_reverts_at_expiry_without_a_call(
         assert (await http.get("/v1/disruptions")).json()["count"] == 1
 
         await wait_past(created)
-        # Nothing was called: the deadline alone ended it, and the timer counted the end.
-        assert sample(app, "failure_lab_disruptions_active", type=kind) == 0
+        # Nothing was called: the deadline alone ended it, and the timer counted and logged
+        # the end; no disruption of any type is left active.
         assert sample(app, "failure_lab_disruptions_ended_total", type=kind, reason="expired") == 1
-        assert app.state.runtime.disruptions.active is False
+        assert f"disruption {created['disruption_id']} ({kind}) expired" in caplog.text
+        for each in TYPES:
+            assert sample(app, "failure_lab_disruptions_active", type=each) == 0
 
         await asyncio.sleep(1.0)  # let the squeeze's bucket refill
         assert not await probe(app, http, spans)
@@ -317,7 +320,10 @@ async def test_cancel_and_clear_all() -> None:
             assert sample(app, "failure_lab_disruptions_active", type=kind) == 0
         assert (await http.delete(f"/v1/disruptions/{burst['disruption_id']}")).status_code == 404
         assert (await http.post("/v1/disruptions/clear-all")).json()["cleared"] == 0
-        assert app.state.runtime.disruptions.active is False
+        # Every disruption created here has ended, each counted once.
+        ended = "failure_lab_disruptions_ended_total"
+        for kind in ("db_outage", "error_burst", "cache_outage"):
+            assert sample(app, ended, type=kind, reason="cancelled") == 1
 
 
 async def test_an_expired_disruption_cannot_be_cancelled() -> None:

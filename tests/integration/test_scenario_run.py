@@ -88,11 +88,20 @@ async def test_a_run_reports_what_the_metrics_and_traces_say(tmp_path: Path) -> 
             assert again["request_rate"] == service["request_rate"]
             assert again["error_rate"] == service["error_rate"]
             assert again["p99_latency"] == service["p99_ms"]
+        # The generator's figures are the job's summary as the job API serves it.
+        for phase in report["phases"]:
+            job = (await lab.http.get(f"/v1/traffic/jobs/{phase['job_id']}")).json()
+            assert phase["generator"] == job["summary"]
+            assert (phase["status"], phase["rps"]) == (job["status"], job["rps"])
+            assert (phase["status"], phase["rps"]) == ("completed", 40)
         # Every failed request id is a trace whose response was an error.
         outage = report["phases"][1]
-        assert outage["failed"] > 0
-        assert len(outage["failed_request_ids"]) == min(20, outage["failed"])
-        for request_id in outage["failed_request_ids"][-3:]:
+        generator = outage["generator"]
+        assert generator["failed"] > 0
+        assert len(generator["failed_request_ids"]) == min(20, generator["failed"])
+        finished = generator["succeeded"] + generator["failed"]
+        assert outage["generator_error_rate"] == generator["failed"] / finished
+        for request_id in generator["failed_request_ids"][-3:]:
             trace = (await lab.http.get(f"/v1/trace/{request_id}")).json()
             sent = [e for e in trace["trace"]["events"] if e["event_type"] == "response.sent"]
             assert sent
@@ -109,6 +118,7 @@ async def test_a_run_reports_what_the_metrics_and_traces_say(tmp_path: Path) -> 
     assert [c["passed"] for c in report["checks"]] == [True] * 4
     assert [p["name"] for p in report["phases"]] == ["before", "outage"]
     for phase in report["phases"]:
+        generator = phase["generator"]
         # The generator's counts are the client spans the job left, one per request sent.
         spans = [
             s
@@ -116,16 +126,15 @@ async def test_a_run_reports_what_the_metrics_and_traces_say(tmp_path: Path) -> 
             if s.kind is SpanKind.CLIENT
             and (s.attributes or {}).get(JOB_ID_ATTRIBUTE) == phase["job_id"]
         ]
-        assert len(spans) == phase["sent"] == phase["planned"] == 40 * phase["duration_seconds"]
+        sent, planned = generator["sent"], generator["planned"]
+        assert len(spans) == sent == planned == 40 * phase["duration_seconds"]
         assert phase["achieved_rate_ratio"] == 1.0
-        corrected, uncorrected = (
-            phase["latency_ms"]["corrected"],
-            phase["latency_ms"]["uncorrected"],
-        )
+        # Corrected for coordinated omission (from the intended send) and not (actual send).
+        corrected, uncorrected = generator["latency_ms"], generator["service_latency_ms"]
         assert corrected["p50"] <= corrected["p95"] <= corrected["p99"]
         assert corrected["p99"] >= uncorrected["p99"] - 0.001  # latency from the intended send
-        assert len(phase["slowest"]) == 10
-        durations = [s["latency_ms"] for s in phase["slowest"]]
+        assert len(generator["slowest"]) == 10
+        durations = [s["latency_ms"] for s in generator["slowest"]]
         assert durations == sorted(durations, reverse=True)
         assert durations[0] >= corrected["p99"]
     disruption = outage["disruptions"][0]

@@ -172,7 +172,7 @@ async def test_a_scenario_runs_through_the_shim_and_agrees_with_prometheus(
         assert again["error_rate"] == service["error_rate"]
         # Prometheus counted what the generator sent, within one scrape's extrapolation.
         counted = service["request_rate"] * service["window_seconds"]
-        assert counted == pytest.approx(phase["sent"], rel=0.3)
+        assert counted == pytest.approx(phase["generator"]["sent"], rel=0.3)
 
 
 async def test_metrics_come_from_prometheus_and_jaeger_down_is_named(stack: Stack) -> None:

@@ -34,8 +34,17 @@ def test_the_shim_loads_no_simulator_aiohttp_or_redis(module: str) -> None:
 
 
 def test_the_neutral_package_loads_neither_side() -> None:
-    loaded = loaded_after_import("failure_lab.settings, failure_lab.errors, failure_lab.exposition")
+    loaded = loaded_after_import(
+        "failure_lab.settings, failure_lab.errors, failure_lab.exposition, failure_lab.contract"
+    )
     assert [name for name in loaded if name.split(".")[0] in ("simulator", "exporter")] == []
+
+
+def test_the_scenario_runner_reads_the_contract_without_the_exporter() -> None:
+    """``failure-lab run`` is a client: the answers it parses come from the neutral package."""
+    loaded = loaded_after_import("simulator.scenario.session")
+    assert "failure_lab.contract" in loaded
+    assert [name for name in loaded if name.split(".")[0] == "exporter"] == []
 
 
 def test_the_check_sees_an_import_of_the_simulator() -> None:

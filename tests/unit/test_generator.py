@@ -11,12 +11,15 @@ import asyncio
 import json
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -32,8 +35,7 @@ from simulator.generator.engine import TrafficEngine
 from simulator.generator.jobs import JobManager, JobNotFound, TooManyJobs
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import GET_USER, RequestPlanner
-from simulator.generator.recording import Exchange
-from simulator.models import TrafficResult, TrafficStatus
+from simulator.models import TrafficResult, TrafficStatus, TrafficTotals
 from simulator.options import HEADER, PipelineOptions
 
 OPTIONS = PipelineOptions(retries_enabled=False, rate_limit=10, cache_ttl=5, db_latency_ms=3)
@@ -182,6 +184,33 @@ def _client_spans(exporter: InMemorySpanExporter) -> list[Any]:
     return [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
 
 
+def _totals(engine: TrafficEngine) -> TrafficTotals:
+    """What ``GET /v1/traffic/statistics`` reports of everything ``engine`` sent."""
+    return engine.tally.statistics(circuit_breaker_trips=0).totals
+
+
+@contextmanager
+def _results_built() -> Iterator[list[str]]:
+    """How each ``TrafficResult`` made while open was made, seen by a profiler on this
+    thread's calls (the code under test runs as it is; the test server has its own thread)."""
+    made: list[str] = []
+
+    def watch(frame: FrameType, event: str, _arg: object) -> None:
+        if event != "call":
+            return
+        name = frame.f_code.co_name
+        constructed = name == "model_construct" and frame.f_locals.get("cls") is TrafficResult
+        validated = name == "__init__" and isinstance(frame.f_locals.get("self"), TrafficResult)
+        if constructed or validated:
+            made.append(name)
+
+    sys.setprofile(watch)
+    try:
+        yield made
+    finally:
+        sys.setprofile(None)
+
+
 async def test_request_id_is_the_root_client_span_trace_id(lab: Lab) -> None:
     global_provider = trace.get_tracer_provider()
     async with lab.make() as engine:
@@ -275,7 +304,7 @@ async def test_open_model_keeps_sending_while_responses_are_slow(lab: Lab) -> No
     async with lab.make() as engine:
         stats = await engine.run(OPTIONS, rate=50, duration=1.0, on_result=results.append)
 
-    assert stats.target == 50
+    assert stats.planned == 50
     assert stats.sent == 50
     assert stats.dropped == 0
     assert stats.succeeded == 50
@@ -286,12 +315,12 @@ async def test_open_model_keeps_sending_while_responses_are_slow(lab: Lab) -> No
     for result in results:
         assert result.latency_ms >= result.service_latency_ms >= 200.0
         assert result.latency_ms == pytest.approx(result.service_latency_ms + result.send_lag_ms)
-    assert stats.latency_p50_ms is not None
-    assert stats.service_latency_p50_ms is not None
-    assert stats.latency_p50_ms >= stats.service_latency_p50_ms
-    assert stats.send_lag_p50_ms is not None
-    assert stats.send_lag_p99_ms is not None
-    assert stats.send_lag_p99_ms >= stats.send_lag_p50_ms >= 0
+    assert stats.latency_ms.p50 is not None
+    assert stats.service_latency_ms.p50 is not None
+    assert stats.latency_ms.p50 >= stats.service_latency_ms.p50
+    assert stats.send_lag_ms.p50 is not None
+    assert stats.send_lag_ms.p99 is not None
+    assert stats.send_lag_ms.p99 >= stats.send_lag_ms.p50 >= 0
     assert 40 <= stats.achieved_rps <= 50  # sent over max(duration, last send)
     late = sum(1 for r in results if r.send_lag_ms > 5.0)
     assert stats.late_sends == late
@@ -332,7 +361,7 @@ async def test_ramp_follows_the_rate_function(lab: Lab) -> None:
         stats = await run
     assert ramping is not None
     assert 5.0 <= ramping <= 50.0
-    assert (stats.target, stats.sent, stats.dropped) == (12, 12, 0)
+    assert (stats.planned, stats.sent, stats.dropped) == (12, 12, 0)
     sent_at = [r.at for r in lab.api.received]
     assert sent_at == sorted(sent_at)
     assert lab.sample("failure_lab_generator_target_rps") == 0
@@ -342,12 +371,12 @@ async def test_in_flight_bound_drops_instead_of_queueing(lab: Lab) -> None:
     lab.api.delay = 1.0  # holds both slots beyond the end of the run
     async with lab.make(max_in_flight=2) as engine:
         stats = await engine.run(OPTIONS, rate=20, duration=0.5)
-    assert stats.target == 10
+    assert stats.planned == 10
     assert stats.sent == 2
     assert stats.dropped == 8
     assert stats.succeeded == 2
     assert len(lab.api.received) == 2
-    assert engine.live.dropped == 8
+    assert _totals(engine).dropped == 8
     assert lab.sample("failure_lab_generator_requests_total", {"result": "sent"}) == 2
     assert lab.sample("failure_lab_generator_requests_total", {"result": "dropped"}) == 8
 
@@ -387,19 +416,21 @@ async def test_latency_observations_carry_trace_id_exemplars(lab: Lab) -> None:
     assert sorted(exemplars) == [("actual", trace_id), ("intended", trace_id)]
 
 
-async def test_a_run_without_callback_builds_no_results(
-    lab: Lab, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def no_result(self: Exchange, offset: float | None = None) -> TrafficResult:
-        raise AssertionError("a sustained run must not build per-request results")
-
-    monkeypatch.setattr(Exchange, "result", no_result)
+async def test_a_run_without_callback_builds_no_results(lab: Lab) -> None:
+    handed_out: list[TrafficResult] = []
     async with lab.make() as engine:
-        stats = await engine.run(OPTIONS, rate=100, duration=0.3)
-    assert (stats.sent, stats.succeeded, stats.failed) == (30, 30, 0)
-    assert stats.latency_p50_ms is not None
-    assert engine.live.avg_latency_ms is not None
-    assert lab.sample("failure_lab_generator_responses_total", {"outcome": "success"}) == 30
+        with _results_built() as made:
+            stats = await engine.run(OPTIONS, rate=100, duration=0.3)
+        assert made == []
+        assert (stats.sent, stats.succeeded, stats.failed) == (30, 30, 0)
+        assert stats.latency_ms.p50 is not None
+        # The same watch sees every result a run hands out to its callback.
+        with _results_built() as made:
+            await engine.run(OPTIONS, rate=100, duration=0.1, on_result=handed_out.append)
+        assert len(made) == len(handed_out) == 10
+    assert lab.sample("failure_lab_generator_responses_total", {"outcome": "success"}) == 40
+    intended = lab.sample("failure_lab_generator_latency_seconds_count", {"basis": "intended"})
+    assert intended == 40
 
 
 async def test_run_exemplars_are_client_span_trace_ids(lab: Lab) -> None:
@@ -427,9 +458,11 @@ async def test_cancelling_a_run_drains_and_reraises(lab: Lab) -> None:
         with pytest.raises(asyncio.CancelledError):
             await run
         assert engine.in_flight == 0
-        sent = engine.live.sent
+        totals = _totals(engine)
+        sent = totals.sent
         assert sent >= 1
-        assert engine.live.succeeded + engine.live.failed == sent
+        assert totals.succeeded + totals.failed == sent
+        assert totals.in_flight == 0
         assert asyncio.all_tasks() == {asyncio.current_task()}
     assert lab.sample("failure_lab_generator_target_rps") == 0
     assert lab.sample("failure_lab_generator_in_flight") == 0
@@ -447,11 +480,12 @@ async def test_cancel_cuts_requests_that_outlive_the_drain_timeout(lab: Lab) -> 
             await run
         assert time.perf_counter() - started < 2.0
         assert engine.in_flight == 0
-        assert engine.live.sent >= 2
-        assert engine.live.failed == engine.live.sent
-    assert lab.sample("failure_lab_generator_responses_total", {"outcome": "failure"}) == (
-        engine.live.sent
-    )
+        totals = _totals(engine)
+        assert totals.sent >= 2
+        assert totals.failed == totals.sent
+        assert totals.in_flight == 0
+    failures = lab.sample("failure_lab_generator_responses_total", {"outcome": "failure"})
+    assert failures == totals.sent
 
 
 async def test_endpoint_subset_only_hits_that_route(lab: Lab) -> None:
@@ -618,7 +652,7 @@ async def test_aclose_cancels_every_job_and_leaves_no_task(lab: Lab) -> None:
     async with lab.make() as engine:
         jobs = _manager(engine)
         started = [jobs.start_sustained(OPTIONS, rps=30, duration=30) for _ in range(2)]
-        await _until(lambda: engine.live.sent >= 4)
+        await _until(lambda: sum(job.stats.total for job in jobs.list()) >= 4)
         await jobs.aclose()
         for job in started:
             closed = jobs.get(job.job_id)

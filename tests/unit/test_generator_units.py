@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from simulator.generator.arrivals import schedule
+from simulator.generator.job_record import Generation, JobRecord
 from simulator.generator.metrics import ExemplarGate, GeneratorMetrics
 from simulator.generator.planner import (
     CREATE_USER,
@@ -20,7 +22,7 @@ from simulator.generator.planner import (
     UPDATE_USER,
     RequestPlanner,
 )
-from simulator.generator.stats import LiveStats, percentile
+from simulator.generator.stats import LiveStats, RunSamples, percentile
 
 
 def test_default_rotation_is_read_heavy_cycle_of_ten() -> None:
@@ -199,3 +201,61 @@ def test_latency_exemplars_are_gated_and_need_a_trace() -> None:
     ]
     count = registry.get_sample_value
     assert count("failure_lab_generator_latency_seconds_count", {"basis": "intended"}) == 4
+
+
+# The job API's ``summary`` for the run below, byte for byte: field names, order and values.
+FILLED_SUMMARY = (
+    '{"planned":15,"sent":12,"dropped":2,"succeeded":9,"failed":3,"late_sends":3,'
+    '"elapsed_seconds":3.25,"achieved_rps":4.8,"latency_ms":{"p50":15.0,"p95":19.65,'
+    '"p99":19.93},"service_latency_ms":{"p50":14.75,"p95":18.975,"p99":19.395},'
+    '"send_lag_ms":{"p50":0.875,"p95":1.6625,"p99":1.7325},'
+    '"slowest":[{"request_id":"00000000-0000-0000-0000-00000000100b","latency_ms":22.0},'
+    '{"request_id":"00000000-0000-0000-0000-000000001009","latency_ms":21.0},'
+    '{"request_id":"00000000-0000-0000-0000-000000001007","latency_ms":20.0},'
+    '{"request_id":"00000000-0000-0000-0000-000000001005","latency_ms":19.0},'
+    '{"request_id":"00000000-0000-0000-0000-000000001003","latency_ms":18.0},'
+    '{"request_id":"00000000-0000-0000-0000-000000001001","latency_ms":17.0},'
+    '{"request_id":"00000000-0000-0000-0000-00000000100a","latency_ms":15.0},'
+    '{"request_id":"00000000-0000-0000-0000-000000001008","latency_ms":14.0},'
+    '{"request_id":"00000000-0000-0000-0000-000000001006","latency_ms":13.0},'
+    '{"request_id":"00000000-0000-0000-0000-000000001004","latency_ms":12.0}],'
+    '"failed_request_ids":["00000000-0000-0000-0000-000000001003",'
+    '"00000000-0000-0000-0000-000000001007","00000000-0000-0000-0000-00000000100b"]}'
+)
+EMPTY_SUMMARY = (
+    '{"planned":0,"sent":0,"dropped":0,"succeeded":0,"failed":0,"late_sends":0,'
+    '"elapsed_seconds":0.0,"achieved_rps":0.0,"latency_ms":{"p50":null,"p95":null,'
+    '"p99":null},"service_latency_ms":{"p50":null,"p95":null,"p99":null},'
+    '"send_lag_ms":{"p50":null,"p95":null,"p99":null},"slowest":[],"failed_request_ids":[]}'
+)
+
+
+def _filled_run() -> tuple[LiveStats, RunSamples]:
+    """12 requests (every fourth failed, every fifth late), 2 dropped; room for 8 samples."""
+    live = LiveStats()
+    samples = RunSamples(capacity=8)
+    for i in range(12):
+        live.record_sent(100.0 + i * 0.1, late=i % 5 == 0)
+        samples.add_send_lag(0.25 * i)
+        success = i % 4 != 3
+        latency = 10.0 + (i * 7) % 13
+        live.record_finished(success, latency)
+        samples.add_latency(latency, latency - 0.5 * (i % 3))
+        samples.add_outcome(latency, 0x1000 + i, success)
+    live.record_dropped()
+    live.record_dropped()
+    return live, samples
+
+
+def test_a_runs_summary_is_the_job_apis_summary_byte_for_byte() -> None:
+    live, samples = _filled_run()
+    summary = samples.summarise(live, planned=15, elapsed=3.25, send_window=2.5)
+    assert summary.model_dump_json() == FILLED_SUMMARY
+    empty = RunSamples(4).summarise(LiveStats(), planned=0, elapsed=0.0, send_window=0.0)
+    assert empty.model_dump_json() == EMPTY_SUMMARY
+    # A completed job serves the engine's summary as it is.
+    generation = Generation("scenario", job_id="j", target_rps=6.0, live=live, result=summary)
+    record = JobRecord(
+        generation, "scenario", 6.0, 2.5, datetime(2030, 1, 1, tzinfo=UTC), status="completed"
+    )
+    assert record.to_model().model_dump_json().endswith(f',"summary":{FILLED_SUMMARY}}}')

@@ -699,14 +699,21 @@ async def test_check_passes_on_a_services_answer(serve_jaeger: StartJaeger) -> N
         await source.aclose()
 
 
-async def test_only_a_client_the_source_made_is_closed() -> None:
-    own = JaegerSource("http://127.0.0.1:9", SERVICE)
+async def test_only_a_client_the_source_made_is_closed(serve_jaeger: StartJaeger) -> None:
+    jaeger = await serve_jaeger(())
+    own = JaegerSource(jaeger.url, SERVICE)
+    await own.check()
     await own.aclose()
-    assert own._client.is_closed
+    # Closed with the source: it cannot send any more.
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        await own.check()
     async with httpx.AsyncClient() as client:
-        lent = JaegerSource("http://127.0.0.1:9", SERVICE, client=client)
+        lent = JaegerSource(jaeger.url, SERVICE, client=client)
+        await lent.check()
         await lent.aclose()
         assert not client.is_closed
+        # Still the lender's to use, and still working.
+        assert (await client.get(f"{jaeger.url}/api/v3/services")).status_code == 200
 
 
 # --- the parser on its own ----------------------------------------------------------------------

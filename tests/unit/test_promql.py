@@ -377,44 +377,47 @@ def test_created_series_are_not_kept() -> None:
 
 
 async def test_run_samples_on_whole_intervals_until_cancelled(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """On the real clock: the loop sleeps to the next whole interval from wherever a slow
+    sample left it, so samples stay on the grid; a failing collector is logged, not fatal."""
+    interval, slow, late = 1.0, 0.3, 0.25
     registry = CollectorRegistry()
     Counter("jobs", "Jobs.", registry=registry).inc()
-    failures = iter([True])
+    collected: list[float] = []
+    three_kept = asyncio.Event()  # the failed collection and three good ones
 
-    class FailsOnce:
+    class SlowFailsOnce:
         def collect(self) -> Iterator[Metric]:
-            if next(failures, False):
+            collected.append(time.time())
+            time.sleep(slow)  # a slow collection holds the loop, as a real one would
+            if len(collected) == 1:
                 raise RuntimeError("collector broke")
+            if len(collected) == 4:
+                three_kept.set()
             return iter(())
 
-    registry.register(FailsOnce())
-    clock = FakeClock(100.25)
-    ring = SampleRing(registry, 10, clock)
-    real_sleep = asyncio.sleep
-    delays: list[float] = []
-
-    async def fake_sleep(delay: float) -> None:
-        delays.append(delay)
-        clock.now += delay + 0.125  # wakes an eighth of a second late
-        await real_sleep(0)
-
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    registry.register(SlowFailsOnce())
+    ring = SampleRing(registry, 10)
+    # Start half-way through an interval: only a loop that aims at whole intervals gets back
+    # on the grid, and only one that aims after the slow sample stays there.
+    await asyncio.sleep(interval * 1.5 - time.time() % interval)
     with caplog.at_level(logging.ERROR, logger="exporter.sampling"):
-        task = asyncio.create_task(ring.run(1.0))
-        while len(ring) < 3:
-            await real_sleep(0)
+        task = asyncio.create_task(ring.run(interval))
+        await asyncio.wait_for(three_kept.wait(), timeout=10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
     assert task.cancelled()
     assert "sampling the metrics registry failed" in caplog.text
-    # 100.25 s failed, then 101.125, 102.125, 103.125 ... each sleep to the next whole second.
-    assert delays[:3] == [0.75, 0.875, 0.875]
-    assert ring.newest is not None
-    assert ring.newest >= 103.125
-    assert ring.newest * 1000 % 1000 == 125
+    first, *kept = collected
+    assert len(kept) == len(ring) == 3
+    ticks = [math.floor(at / interval) for at in kept]
+    assert ticks == [ticks[0], ticks[0] + 1, ticks[0] + 2]
+    assert ticks[0] == math.floor(first / interval) + 1
+    for at, tick in zip(kept, ticks, strict=True):
+        assert 0 <= at - tick * interval < late
+    assert ring.newest == pytest.approx(kept[-1], abs=0.01)
 
 
 def test_cost_of_one_sample_on_a_project_sized_registry() -> None:
