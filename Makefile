@@ -1,5 +1,6 @@
 # failure-lab: `make demo` runs the embedded default with a scripted fault; `make test` runs the
-# checks and the test suite against real Redis and Prometheus. Both install what is missing.
+# checks and the test suite against real Redis and Prometheus. Both install what is missing;
+# `make test` also builds the pinned backends (`make backends`), which `make demo` does not need.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ UV_VERSION := 0.13.8
 # Debian packages: the test suite starts real redis-server and prometheus; benchmarks use wrk.
 APT_PACKAGES := redis-server prometheus wrk
 
-.PHONY: demo serve test lint typecheck pytest system-deps bench clean
+.PHONY: demo serve test lint typecheck pytest backends system-deps bench clean
 
 demo: $(SYNCED)
 	$(BIN)/failure-lab demo
@@ -18,7 +19,7 @@ demo: $(SYNCED)
 serve: $(SYNCED)
 	$(BIN)/failure-lab serve
 
-test: system-deps $(SYNCED) lint typecheck pytest
+test: system-deps $(SYNCED) lint typecheck backends pytest
 
 lint: $(SYNCED)
 	$(BIN)/ruff check .
@@ -27,8 +28,13 @@ lint: $(SYNCED)
 typecheck: $(SYNCED)
 	$(BIN)/mypy
 
-pytest: system-deps $(SYNCED)
+pytest: system-deps backends $(SYNCED)
 	$(BIN)/pytest
+
+# Prometheus and promtool, Jaeger and vegeta at the versions of .env, built from their Go
+# modules into ~/.cache/failure-lab/backends (FAILURE_LAB_BACKENDS_DIR) the first time only.
+backends:
+	scripts/backends.sh
 
 bench: system-deps $(SYNCED)
 	$(BIN)/python bench/throughput.py
