@@ -49,7 +49,6 @@ from simulator.generator.engine import RunStats, TrafficEngine
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest, RequestPlanner
 from simulator.generator.senders import (
-    RETRIES_HEADER,
     Reply,
     SenderConfig,
     SenderFactory,
@@ -58,7 +57,7 @@ from simulator.generator.senders import (
     error_text,
     parse_retries,
 )
-from simulator.options import PipelineOptions
+from simulator.options import RETRIES_HEADER, PipelineOptions
 
 MAX_IN_FLIGHT = 256
 LATE_THRESHOLD_S = 0.005

@@ -19,12 +19,11 @@ from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulator.database import Query
-from simulator.options import HEADER, InvalidOptions, PipelineOptions
+from simulator.options import HEADER, RETRIES_HEADER, InvalidOptions, PipelineOptions
 from simulator.pipeline import Outcome, detail_json
+from simulator.routes import ERROR, LIST, ONE
 from simulator.runtime import Runtime
-from simulator.telemetry.metrics import ERROR, LIST, ONE
 
-RETRIES_HEADER = "x-failure-lab-retries"
 ERROR_STATUSES = (500, 502, 503, 504)
 
 router = APIRouter(prefix="/api/v1/users", tags=["simulated service"])
