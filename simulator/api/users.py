@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulator.database import Query
 from simulator.options import HEADER, RETRIES_HEADER, InvalidOptions, PipelineOptions
-from simulator.pipeline import Outcome, detail_json
+from simulator.request_scope import Outcome, detail_json
 from simulator.routes import ERROR, LIST, ONE
 from simulator.runtime import Runtime
 
@@ -99,7 +99,7 @@ async def _injected_error(
     runtime: Runtime, options: PipelineOptions, error_rate: float, span: trace.Span
 ) -> Outcome:
     pipeline = runtime.pipeline
-    refused = await pipeline.admit(options, span, pipeline.scope(ERROR, span))
+    refused = await pipeline.admission.admit(pipeline.scope(ERROR, options, span))
     if refused is not None:
         return refused
     if runtime.rng.random() < error_rate:
