@@ -49,7 +49,6 @@ from simulator.generator.engine import TrafficEngine
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest, RequestPlanner
 from simulator.generator.senders import (
-    RETRIES_HEADER,
     Reply,
     SenderConfig,
     SenderFactory,
@@ -59,7 +58,7 @@ from simulator.generator.senders import (
     parse_retries,
 )
 from simulator.models import JobSummary
-from simulator.options import PipelineOptions
+from simulator.options import RETRIES_HEADER, PipelineOptions
 
 MAX_IN_FLIGHT = 256
 LATE_THRESHOLD_S = 0.005

@@ -7,8 +7,8 @@ database. Once ``open_seconds`` have passed, the next request becomes the one pr
 half-open state: its success closes the breaker, its failure opens it again. The clock is a
 dependency so every transition can be checked exactly.
 
-The breaker only decides; the pipeline turns its answers into spans, events and responses,
-and ``on_transition`` lets the owner keep metrics in step with the state.
+The breaker only decides; the pipeline's database stage turns its answers into spans, events
+and responses, and ``on_transition`` lets the owner keep metrics in step with the state.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode, Tracer
 
 from simulator.cache import Cache, CacheError
 from simulator.database import Query
-from simulator.disruptions import DisruptionScope
+from simulator.request_scope import RequestScope
 from simulator.telemetry.metrics import ServiceMetrics
 
 
@@ -45,15 +45,14 @@ class CacheStage:
             return self._tracer.start_as_current_span(name, attributes=attributes)
         return nullcontext(INVALID_SPAN)
 
-    async def get(
-        self, key: str, timeout: float, server_span: Span, scope: DisruptionScope | None
-    ) -> tuple[bytes | None, str]:
+    async def get(self, key: str, scope: RequestScope) -> bytes | None:
+        """The cached body, or None; what the cache said (hit, miss, error) is ``scope.cache``."""
         started = time.perf_counter()
         with self._span("cache.get", {"failure_lab.cache.key": key}) as span:
             try:
-                if scope is not None:
-                    scope.cache_operation("get")
-                value = await self._cache.get(key, timeout)
+                if scope.disruption is not None:
+                    scope.disruption.cache_operation("get")
+                value = await self._cache.get(key, scope.config.redis_timeout_seconds)
             except CacheError as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 value, result, attributes = None, "error", {"kind": exc.kind, "error": str(exc)}
@@ -63,25 +62,21 @@ class CacheStage:
             span.set_attribute("failure_lab.cache.result", result)
         self._metrics.cache_duration.labels("get").observe(time.perf_counter() - started)
         self._metrics.cache_requests.labels("get", result).inc()
-        server_span.add_event(f"cache.{result}", attributes)
-        return value, result
+        scope.server_span.add_event(f"cache.{result}", attributes)
+        scope.cache = result
+        return value
 
     async def write(
-        self,
-        operation: str,
-        keys: list[str],
-        value: bytes,
-        ttl: float,
-        timeout: float,
-        server_span: Span,
-        scope: DisruptionScope | None,
+        self, operation: str, keys: list[str], value: bytes, ttl: float, scope: RequestScope
     ) -> None:
+        """Set (one key) or delete; a failure is counted and recorded, never raised."""
         started = time.perf_counter()
         name = "cache.set" if operation == "set" else "cache.invalidate"
+        timeout = scope.config.redis_timeout_seconds
         with self._span(name, {}) as span:
             try:
-                if scope is not None:
-                    scope.cache_operation(operation)
+                if scope.disruption is not None:
+                    scope.disruption.cache_operation(operation)
                 if operation == "set":
                     await self._cache.set(keys[0], value, ttl, timeout)
                 else:
@@ -89,7 +84,7 @@ class CacheStage:
             except CacheError as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 result = "error"
-                server_span.add_event(
+                scope.server_span.add_event(
                     "cache.error", {"operation": operation, "kind": exc.kind, "error": str(exc)}
                 )
             else:

@@ -4,7 +4,9 @@ A ``RequestPayload`` configures the pipeline for the requests it generates. Thos
 travel over real HTTP, so the options ride in one compact header that the service parses
 without touching JSON, for example
 ``x-failure-lab-options: retries=1;rl=10;algo=token_bucket;cache=1;ttl=30;dbl=50``.
-A request without the header (curl, wrk) gets the defaults below.
+A request without the header (curl, wrk) gets the defaults below. The service answers
+every request with the number of database retries it made in ``RETRIES_HEADER``, which is how
+the generator counts retries it cannot see.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Final, get_args
 from simulator.models import RateLimitAlgorithm, RequestPayload
 
 HEADER: Final = "x-failure-lab-options"
+RETRIES_HEADER: Final = "x-failure-lab-retries"
 ALGORITHMS: Final[tuple[str, ...]] = get_args(RateLimitAlgorithm)
 
 

@@ -9,11 +9,12 @@ without it.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from failure_lab.errors import CapExceeded
 from failure_lab.settings import Settings
+from simulator.api.deps import RuntimeDep
 from simulator.models import (
     CircuitBreakerConfig,
     CircuitBreakerStatus,
@@ -27,11 +28,6 @@ from simulator.options import PipelineOptions
 from simulator.runtime import Runtime
 
 router = APIRouter(tags=["control"])
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def check_caps(traffic: TrafficRequest, settings: Settings) -> None:
@@ -61,8 +57,7 @@ def check_caps(traffic: TrafficRequest, settings: Settings) -> None:
     responses={202: {"model": Job, "description": "sustained: the job started"}},
     summary="Generate traffic: single (one result), burst (a list), sustained (202, a job)",
 )
-async def generate(traffic: TrafficRequest, request: Request) -> object:
-    runtime = _runtime(request)
+async def generate(traffic: TrafficRequest, runtime: RuntimeDep) -> object:
     check_caps(traffic, runtime.settings)
     options = PipelineOptions.from_payload(traffic.payload)
     match traffic.mode:
@@ -78,18 +73,17 @@ async def generate(traffic: TrafficRequest, request: Request) -> object:
 
 
 @router.get("/v1/traffic/status", summary="Whether a generation runs, and its request count")
-async def traffic_status(request: Request) -> TrafficStatus:
-    return _runtime(request).jobs.status()
+async def traffic_status(runtime: RuntimeDep) -> TrafficStatus:
+    return runtime.jobs.status()
 
 
 @router.get("/v1/config/failure", summary="The failure config applied to every request")
-async def get_failure_config(request: Request) -> FailureConfig:
-    return await _runtime(request).config_store.get()
+async def get_failure_config(runtime: RuntimeDep) -> FailureConfig:
+    return await runtime.config_store.get()
 
 
 @router.put("/v1/config/failure", summary="Replace the whole failure config")
-async def put_failure_config(config: FailureConfig, request: Request) -> FailureConfig:
-    runtime = _runtime(request)
+async def put_failure_config(config: FailureConfig, runtime: RuntimeDep) -> FailureConfig:
     if config.max_retries > runtime.settings.max_retries_cap:
         raise CapExceeded(
             "max_retries",
@@ -112,8 +106,8 @@ def _breaker_status(runtime: Runtime) -> CircuitBreakerStatus:
 
 
 @router.get("/v1/config/circuit-breaker", summary="The database circuit breaker and its state")
-async def get_circuit_breaker(request: Request) -> CircuitBreakerStatus:
-    return _breaker_status(_runtime(request))
+async def get_circuit_breaker(runtime: RuntimeDep) -> CircuitBreakerStatus:
+    return _breaker_status(runtime)
 
 
 @router.put(
@@ -121,8 +115,7 @@ async def get_circuit_breaker(request: Request) -> CircuitBreakerStatus:
     summary="Replace the circuit breaker config; turning it off resets it to closed",
 )
 async def put_circuit_breaker(
-    config: CircuitBreakerConfig, request: Request
+    config: CircuitBreakerConfig, runtime: RuntimeDep
 ) -> CircuitBreakerStatus:
-    runtime = _runtime(request)
     runtime.configure_breaker(config)
     return _breaker_status(runtime)

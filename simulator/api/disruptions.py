@@ -9,33 +9,28 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from simulator.disruptions import DisruptionRegistry
+from simulator.api.deps import RuntimeDep
 from simulator.models import Disruption, DisruptionList, DisruptionRequest, DisruptionsCleared
 
 router = APIRouter(prefix="/v1/disruptions", tags=["disruptions"])
 
 
-def _registry(request: Request) -> DisruptionRegistry:
-    registry: DisruptionRegistry = request.app.state.runtime.disruptions
-    return registry
-
-
 @router.post("", status_code=201, summary="Start a disruption; it reverts by itself")
-async def create_disruption(body: DisruptionRequest, request: Request) -> Disruption:
-    return _registry(request).create(body)
+async def create_disruption(body: DisruptionRequest, runtime: RuntimeDep) -> Disruption:
+    return runtime.disruptions.create(body)
 
 
 @router.get("", summary="The active disruptions, with time remaining and requests affected")
-async def list_disruptions(request: Request) -> DisruptionList:
-    active = _registry(request).list_active()
+async def list_disruptions(runtime: RuntimeDep) -> DisruptionList:
+    active = runtime.disruptions.list_active()
     return DisruptionList(disruptions=active, count=len(active), timestamp=datetime.now(UTC))
 
 
 @router.post("/clear-all", summary="Cancel every active disruption")
-async def clear_disruptions(request: Request) -> DisruptionsCleared:
-    cleared = _registry(request).clear()
+async def clear_disruptions(runtime: RuntimeDep) -> DisruptionsCleared:
+    cleared = runtime.disruptions.clear()
     return DisruptionsCleared(
         cleared=len(cleared),
         message=f"cleared {len(cleared)} active disruptions",
@@ -44,10 +39,10 @@ async def clear_disruptions(request: Request) -> DisruptionsCleared:
 
 
 @router.get("/{disruption_id}", summary="One disruption, active or recently ended")
-async def get_disruption(disruption_id: str, request: Request) -> Disruption:
-    return _registry(request).get(disruption_id)
+async def get_disruption(disruption_id: str, runtime: RuntimeDep) -> Disruption:
+    return runtime.disruptions.get(disruption_id)
 
 
 @router.delete("/{disruption_id}", summary="Cancel an active disruption")
-async def cancel_disruption(disruption_id: str, request: Request) -> Disruption:
-    return _registry(request).cancel(disruption_id)
+async def cancel_disruption(disruption_id: str, runtime: RuntimeDep) -> Disruption:
+    return runtime.disruptions.cancel(disruption_id)

@@ -15,22 +15,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from failure_lab.errors import CapExceeded, Unprocessable
+from simulator.api.deps import RuntimeDep
 from simulator.generator.scenarios import plan_scenario
 from simulator.models import Job, ScenarioJobRequest
 from simulator.options import PipelineOptions
-from simulator.runtime import Runtime
 
 router = APIRouter(prefix="/v1/traffic/jobs", tags=["jobs"])
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 @router.post(
@@ -39,8 +34,7 @@ def _runtime(request: Request) -> Runtime:
     response_model=Job,
     summary="Start a scenario job: normal, peak, error_injection, latency_degradation, stress",
 )
-async def start_scenario_job(body: ScenarioJobRequest, request: Request) -> JSONResponse:
-    runtime = _runtime(request)
+async def start_scenario_job(body: ScenarioJobRequest, runtime: RuntimeDep) -> JSONResponse:
     settings = runtime.settings
     if body.duration > settings.max_duration_seconds:
         raise CapExceeded(
@@ -76,14 +70,14 @@ async def start_scenario_job(body: ScenarioJobRequest, request: Request) -> JSON
 
 
 @router.get("", summary="Jobs, running and finished (kept for a while), newest first")
-async def list_jobs(request: Request) -> list[Job]:
-    return _runtime(request).jobs.list()
+async def list_jobs(runtime: RuntimeDep) -> list[Job]:
+    return runtime.jobs.list()
 
 
-async def _job(job_id: str, request: Request) -> Job:
+async def _job(job_id: str, runtime: RuntimeDep) -> Job:
     """The job, or the 404 before any stream starts (async: on the jobs' own event loop,
     never in a worker thread)."""
-    return _runtime(request).jobs.get(job_id)
+    return runtime.jobs.get(job_id)
 
 
 @router.get("/{job_id}", summary="One job: status, live stats, and its summary once completed")
@@ -92,8 +86,8 @@ async def get_job(job: Annotated[Job, Depends(_job)]) -> Job:
 
 
 @router.post("/{job_id}/stop", summary="Stop a running job (a finished one is returned as is)")
-async def stop_job(job_id: str, request: Request) -> Job:
-    return await _runtime(request).jobs.stop(job_id)
+async def stop_job(job_id: str, runtime: RuntimeDep) -> Job:
+    return await runtime.jobs.stop(job_id)
 
 
 @router.get(
@@ -102,9 +96,8 @@ async def stop_job(job_id: str, request: Request) -> Job:
     summary="Server-Sent Events: 'status' while the job runs, then one 'done'",
 )
 async def stream_job(
-    job: Annotated[Job, Depends(_job)], request: Request
+    job: Annotated[Job, Depends(_job)], runtime: RuntimeDep
 ) -> AsyncIterator[ServerSentEvent]:
-    runtime = _runtime(request)
     interval = runtime.settings.job_stream_interval_seconds
     sequence = 0
     while job.status == "running":

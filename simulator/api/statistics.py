@@ -8,10 +8,10 @@ that updates the tally, so the snapshot is consistent without locks.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
+from simulator.api.deps import RuntimeDep
 from simulator.models import TrafficStatistics
-from simulator.runtime import Runtime
 
 router = APIRouter(tags=["control"])
 
@@ -21,6 +21,5 @@ router = APIRouter(tags=["control"])
     summary="Everything the traffic generator sent since start: totals, per endpoint, "
     "per status, errors by kind, retries, breaker trips, bytes",
 )
-async def traffic_statistics(request: Request) -> TrafficStatistics:
-    runtime: Runtime = request.app.state.runtime
+async def traffic_statistics(runtime: RuntimeDep) -> TrafficStatistics:
     return runtime.engine.tally.statistics(circuit_breaker_trips=runtime.breaker.trips)

@@ -5,7 +5,9 @@ records the per-request metrics (endpoint = route template) and decorates the se
 that the ASGI instrumentation opened: it names it ``METHOD route`` and sets ``http.route``,
 since the handler knows the route template without a second lookup. Responses are built
 from bytes directly: the pipeline already holds the JSON, and cached bodies are served as
-stored.
+stored. These handlers are the hot path, so they read the runtime with the plain
+``runtime_of`` rather than the ``RuntimeDep`` dependency of the control routes, whose
+resolution by FastAPI costs each request measurable CPU (see ``simulator/api/deps.py``).
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from fastapi import Query as QueryParam
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simulator.api.deps import runtime_of
 from simulator.database import Query
-from simulator.options import HEADER, InvalidOptions, PipelineOptions
-from simulator.pipeline import Outcome, detail_json
+from simulator.options import HEADER, RETRIES_HEADER, InvalidOptions, PipelineOptions
+from simulator.request_scope import Outcome, detail_json
+from simulator.routes import ERROR, LIST, ONE
 from simulator.runtime import Runtime
-from simulator.telemetry.metrics import ERROR, LIST, ONE
 
-RETRIES_HEADER = "x-failure-lab-retries"
 ERROR_STATUSES = (500, 502, 503, 504)
 
 router = APIRouter(prefix="/api/v1/users", tags=["simulated service"])
@@ -48,15 +50,10 @@ class UserChanges(BaseModel):
         return self
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 async def _serve(
     request: Request, route: str, method: str, query: Query | None, error_rate: float = 0.0
 ) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     started = time.perf_counter()
     span = trace.get_current_span()
     try:
@@ -100,7 +97,7 @@ async def _injected_error(
     runtime: Runtime, options: PipelineOptions, error_rate: float, span: trace.Span
 ) -> Outcome:
     pipeline = runtime.pipeline
-    refused = await pipeline.admit(options, span, pipeline.scope(ERROR, span))
+    refused = await pipeline.admission.admit(pipeline.scope(ERROR, options, span))
     if refused is not None:
         return refused
     if runtime.rng.random() < error_rate:

@@ -27,8 +27,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span
 
 from simulator.generator.planner import PlannedRequest
+from simulator.options import RETRIES_HEADER
 
-RETRIES_HEADER = "x-failure-lab-retries"
 _ERROR_TEXT_LIMIT = 200
 
 SpanHook = Callable[[Span], None]

@@ -18,24 +18,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from simulator.models import DisruptionType, FailureConfig
+from simulator.routes import ANSWERS, ERROR
 from simulator.telemetry.buckets import CACHE_BUCKETS, LATENCY_BUCKETS
-
-LIST, ONE, ERROR = "/api/v1/users", "/api/v1/users/{id}", "/api/v1/users/error"
-_ADMISSION = (("429", "rate_limited"), ("400", "bad_request"), ("500", "error_burst"))
-_DATABASE = (("503", "db_error"), ("504", "db_timeout"), ("503", "circuit_open"))
-# Every (endpoint, method, status, outcome) the user API can answer, so that each series
-# exists at 0 from the start: rate() cannot see the first increments of a new series.
-ANSWERS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
-    (LIST, "GET"): (("200", "success"), *_ADMISSION, *_DATABASE),
-    (LIST, "POST"): (("201", "success"), *_ADMISSION, *_DATABASE),
-    (ONE, "GET"): (("200", "success"), ("404", "not_found"), *_ADMISSION, *_DATABASE),
-    (ONE, "PATCH"): (("200", "success"), ("404", "not_found"), *_ADMISSION, *_DATABASE),
-    (ERROR, "GET"): (
-        ("200", "success"),
-        *_ADMISSION,
-        *((status, "injected_error") for status in ("500", "502", "503", "504")),
-    ),
-}
 
 OUTCOMES = (
     "success",

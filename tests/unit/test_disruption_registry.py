@@ -15,7 +15,8 @@ from simulator.cache import CacheError
 from simulator.database import DatabaseError
 from simulator.disruptions import ROUTES, DisruptionRegistry
 from simulator.models import DisruptionRequest
-from simulator.telemetry.metrics import ANSWERS, ServiceMetrics
+from simulator.routes import ANSWERS
+from simulator.telemetry.metrics import ServiceMetrics
 
 
 class FakeClock:
