@@ -8,7 +8,7 @@ queue with ``put_nowait``; each client has its own sender task writing at its ow
 
 Every message is a JSON text frame ``{"type": ..., "data": ...}``:
 
-- ``metrics``: seed 000's ``MetricsData`` over ``metrics_window_seconds``, once a tick;
+- ``metrics``: the contract's ``MetricsData`` over ``metrics_window_seconds``, once a tick;
 - ``request_update``: a ``RequestSummary`` for each request finished since the last tick;
 - ``trace_update``: a ``TraceUpdate`` for each trace completed since the last tick;
 - ``status``: a backend stopped answering (``healthy: false`` and the error) or answers
@@ -355,7 +355,7 @@ router = APIRouter(tags=["live feed"])
 
 @router.websocket("/ws")
 async def live_feed(websocket: WebSocket) -> None:
-    """Seed 000's WebSocket feed: metrics every tick, request and trace updates, status."""
+    """The contract's WebSocket feed: metrics every tick, request and trace updates, status."""
     feed = getattr(websocket.app.state, "feed", None)
     if not isinstance(feed, LiveFeed):
         await websocket.accept()

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     finished_job_ttl_seconds: float = Field(
         default=300.0, gt=0, description="How long a finished job can still be read."
     )
-    # Scenario jobs (seed 001).
+    # Scenario jobs.
     scenario_default_rps: float = Field(
         default=20.0, gt=0, description="Peak rate of a scenario job that names none."
     )

@@ -84,16 +84,7 @@ def create_app(
     app.state.tracer_provider = tracer_provider
     app.state.exporter_shim = shim
     install_error_handlers(app)
-    app.include_router(users.router)
-    app.include_router(control.router)
-    app.include_router(statistics.router)
-    app.include_router(jobs.router)
-    app.include_router(disruptions.router)
-    if shim is not None:
-        app.include_router(exporter_routes.router)
-        app.include_router(feed_router)
-    app.include_router(metrics_router(registry))
-
+    _include_routes(app, registry, embedded_shim=shim is not None)
     app.add_middleware(
         OpenTelemetryMiddleware,
         excluded_urls=UNTRACED,
@@ -103,6 +94,16 @@ def create_app(
         exclude_spans=["send", "receive"],
     )
     return app
+
+
+def _include_routes(app: FastAPI, registry: CollectorRegistry, *, embedded_shim: bool) -> None:
+    for router in (users.router, control.router, statistics.router, jobs.router):
+        app.include_router(router)
+    app.include_router(disruptions.router)
+    if embedded_shim:
+        app.include_router(exporter_routes.router)
+        app.include_router(feed_router)
+    app.include_router(metrics_router(registry))
 
 
 def _span_details(scope: Scope) -> tuple[str, dict[str, str]]:

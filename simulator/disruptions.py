@@ -1,6 +1,6 @@
 """Time-boxed disruptions: faults that switch themselves off.
 
-A failure config stays until someone changes it back; a disruption (seed 002) is created
+A failure config stays until someone changes it back; a disruption is created
 with a severity and a duration and reverts by itself, so a scenario can say "the database
 is down for 30 s" and walk away. Five types act on the request path:
 

@@ -1,7 +1,7 @@
-"""The control contract of seed 000 as pydantic models.
+"""The control contract of docs/api.md as pydantic models.
 
-Field names and types follow ``seeds/000`` exactly; validation bounds come from DESIGN.md
-section 4. Requests are strict (unknown fields and wrong types are refused with 422) so a
+Field names and types are the contract's; validation bounds are the ones docs/api.md states.
+Requests are strict (unknown fields and wrong types are refused with 422) so a
 typo never silently falls back to a default. Bounds that depend on settings (caps) are
 checked by the service layer, which names the setting that raises them.
 """
@@ -198,7 +198,7 @@ class Job(BaseModel):
 
 
 class ScenarioJobRequest(_Request):
-    """A scenario job (seed 001): a named load shape over the user API.
+    """A scenario job: a named load shape over the user API.
 
     ``normal`` holds ``max_rps``; ``peak`` ramps 0 to ``max_rps`` over the first quarter,
     holds, and ramps back down over the last; ``error_injection`` sends 30 % of its requests

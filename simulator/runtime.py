@@ -70,95 +70,39 @@ class Runtime:
         if settings.telemetry_enabled and otlp_configured():
             tracer_provider.add_span_processor(otlp_processor(settings, metrics.spans_dropped))
             metrics.spans_queue_capacity.set(settings.span_queue_size)
-
-        def on_config(config: FailureConfig) -> None:
-            metrics.show_config(config)
-            metrics.config_changes.inc()
-            metrics.config_last_change.set_to_current_time()
-
-        client: aioredis.Redis | None = None
-        limiter: RateLimiter
-        cache: Cache
-        store: FailureConfigStore
-        if settings.redis_url:
-            client = redis_client(settings.redis_url)
-            if settings.telemetry_enabled:
-                from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-                RedisInstrumentor.instrument_client(client, tracer_provider=tracer_provider)
-            limiter = RedisRateLimiter(client)
-            cache = RedisCache(client)
-            store = RedisConfigStore(client, on_change=on_config)
-            log.info("redis backends on %s", settings.redis_url)
-        else:
-            limiter = MemoryRateLimiter()
-            cache = MemoryCache(settings.memory_cache_max_entries)
-            store = MemoryConfigStore(on_change=on_config)
-        metrics.show_config(await store.current())
-
-        def on_breaker(old: State, new: State) -> None:
-            metrics.show_breaker(new, breaker.enabled)
-            if new == "open":
-                metrics.breaker_trips.inc()
-            log.info("circuit breaker %s -> %s", old, new)
-
-        breaker = CircuitBreaker(
-            CircuitBreakerConfig(
-                enabled=settings.circuit_breaker_enabled,
-                failure_threshold=settings.circuit_breaker_failure_threshold,
-                open_seconds=settings.circuit_breaker_open_seconds,
-            ),
-            on_transition=on_breaker,
-        )
-        metrics.show_breaker(breaker.state, breaker.enabled)
+        backends = _backends(settings, metrics, tracer_provider)
+        metrics.show_config(await backends.store.current())
+        breaker = _breaker(settings, metrics)
         disruptions = DisruptionRegistry(settings, metrics, rng)
         metrics.watch_disruptions(disruptions.count_active)
         metrics.watch_disruption_ends(disruptions.planned_end)
         log.info("disruptions are in-process: none survive a restart")
-
-        tracer = tracer_provider.get_tracer("failure_lab.simulator")
         pipeline = Pipeline(
-            limiter=limiter,
-            cache=cache,
-            config_store=store,
+            limiter=backends.limiter,
+            cache=backends.cache,
+            config_store=backends.store,
             database=SimulatedDatabase(settings.simulated_users, rng),
             backoff=Backoff(settings.retry_base_ms / 1000, settings.retry_cap_ms / 1000, rng),
             metrics=metrics,
-            tracer=tracer,
+            tracer=tracer_provider.get_tracer("failure_lab.simulator"),
             sleep=asyncio.sleep,
             breaker=breaker,
             disruptions=disruptions,
         )
-        engine = TrafficEngine(
-            base_url=settings.target_url or base_url,
-            tracer_provider=tracer_provider,
-            metrics=generator_metrics,
-            planner=RequestPlanner(settings.simulated_users, rng),
-            max_in_flight=settings.max_in_flight,
-            late_threshold_s=settings.late_send_threshold_ms / 1000,
-        )
-        await engine.start()
-        jobs = JobManager(
-            engine,
-            max_active_jobs=settings.max_active_jobs,
-            finished_jobs_kept=settings.finished_jobs_kept,
-            max_total_rps=settings.max_rps,
-            finished_ttl_s=settings.finished_job_ttl_seconds,
-            metrics=generator_metrics,
-        )
+        engine, jobs = await _generator(settings, tracer_provider, generator_metrics, rng, base_url)
         return cls(
             settings,
             metrics,
             tracer_provider,
             rng,
-            store,
+            backends.store,
             pipeline,
             engine,
             jobs,
             breaker,
             disruptions,
-            client,
-            [limiter, cache],
+            backends.redis,
+            [backends.limiter, backends.cache],
         )
 
     def configure_breaker(self, config: CircuitBreakerConfig) -> None:
@@ -177,3 +121,87 @@ class Runtime:
         self.tracer_provider.shutdown()
         if self.redis is not None:
             await self.redis.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _Backends:
+    """Where limits, cached reads and the failure config live: Redis, or this process."""
+
+    limiter: RateLimiter
+    cache: Cache
+    store: FailureConfigStore
+    redis: aioredis.Redis | None = None
+
+
+def _backends(
+    settings: Settings, metrics: ServiceMetrics, tracer_provider: TracerProvider
+) -> _Backends:
+    def on_config(config: FailureConfig) -> None:
+        metrics.show_config(config)
+        metrics.config_changes.inc()
+        metrics.config_last_change.set_to_current_time()
+
+    if not settings.redis_url:
+        return _Backends(
+            MemoryRateLimiter(),
+            MemoryCache(settings.memory_cache_max_entries),
+            MemoryConfigStore(on_change=on_config),
+        )
+    client = redis_client(settings.redis_url)
+    if settings.telemetry_enabled:
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        RedisInstrumentor.instrument_client(client, tracer_provider=tracer_provider)
+    log.info("redis backends on %s", settings.redis_url)
+    return _Backends(
+        RedisRateLimiter(client),
+        RedisCache(client),
+        RedisConfigStore(client, on_change=on_config),
+        client,
+    )
+
+
+def _breaker(settings: Settings, metrics: ServiceMetrics) -> CircuitBreaker:
+    def on_breaker(old: State, new: State) -> None:
+        metrics.show_breaker(new, breaker.enabled)
+        if new == "open":
+            metrics.breaker_trips.inc()
+        log.info("circuit breaker %s -> %s", old, new)
+
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(
+            enabled=settings.circuit_breaker_enabled,
+            failure_threshold=settings.circuit_breaker_failure_threshold,
+            open_seconds=settings.circuit_breaker_open_seconds,
+        ),
+        on_transition=on_breaker,
+    )
+    metrics.show_breaker(breaker.state, breaker.enabled)
+    return breaker
+
+
+async def _generator(
+    settings: Settings,
+    tracer_provider: TracerProvider,
+    metrics: GeneratorMetrics,
+    rng: random.Random,
+    base_url: str,
+) -> tuple[TrafficEngine, JobManager]:
+    engine = TrafficEngine(
+        base_url=settings.target_url or base_url,
+        tracer_provider=tracer_provider,
+        metrics=metrics,
+        planner=RequestPlanner(settings.simulated_users, rng),
+        max_in_flight=settings.max_in_flight,
+        late_threshold_s=settings.late_send_threshold_ms / 1000,
+    )
+    await engine.start()
+    jobs = JobManager(
+        engine,
+        max_active_jobs=settings.max_active_jobs,
+        finished_jobs_kept=settings.finished_jobs_kept,
+        max_total_rps=settings.max_rps,
+        finished_ttl_s=settings.finished_job_ttl_seconds,
+        metrics=metrics,
+    )
+    return engine, jobs

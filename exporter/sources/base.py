@@ -10,7 +10,7 @@ from exporter.spans import SpanRecord
 
 @dataclass(frozen=True, slots=True)
 class RedFigures:
-    """The figures of seed 000's ``MetricsData``, over one window."""
+    """The figures of the contract's ``MetricsData``, over one window."""
 
     request_rate: float
     error_rate: float
@@ -21,7 +21,7 @@ class RedFigures:
 
 @dataclass(frozen=True, slots=True)
 class LatencySummary:
-    """Seed 004's latency summary of one stage over a window (milliseconds)."""
+    """The latency summary of one stage over a window (milliseconds)."""
 
     avg: float | None
     p50: float | None

@@ -1,1 +1,1 @@
-"""HTTP routes of the simulator: the simulated user API and the seed-000 control contract."""
+"""HTTP routes of the simulator: the simulated user API and the control contract (docs/api.md)."""

@@ -1,4 +1,4 @@
-"""The control contract of seed 000: generate traffic, read its status, set failures.
+"""The control contract (docs/api.md): generate traffic, read its status, set failures.
 
 Caps on count, rate and duration are server settings; a request above one gets 422 naming
 the cap and the setting that raises it. Sustained generation answers 202 with a job that

@@ -1,4 +1,4 @@
-"""Disruptions (seed 002): create, list, read, cancel and clear time-boxed faults.
+"""Disruptions: create, list, read, cancel and clear time-boxed faults.
 
 The registry does the work and raises the project's errors (unknown id 404, too many
 active 409, duration above its cap 422); this module only maps HTTP onto it. Disruptions

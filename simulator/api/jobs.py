@@ -1,4 +1,4 @@
-"""Background jobs over HTTP: scenario jobs (seed 001) and the sustained jobs of seed 000.
+"""Background jobs over HTTP: scenario jobs and the sustained jobs of the control contract.
 
 ``POST /v1/traffic/jobs`` starts a scenario job (201 with the job and its ``Location``);
 jobs are read, listed and stopped here whichever way they were started. A job's progress is

@@ -1,7 +1,7 @@
 """``GET /v1/traffic/statistics``: cumulative totals of this process's traffic generator.
 
 ``/v1/traffic/status`` follows one generation and ``/metrics`` gives rates; this answers
-seed 002's "how much was sent, and what happened to it" since the process started, read
+"how much was sent, and what happened to it" since the process started, read
 from the engine's tally. The handler is ``async`` on purpose: it runs on the event loop
 that updates the tally, so the snapshot is consistent without locks.
 """

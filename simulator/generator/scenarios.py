@@ -1,4 +1,4 @@
-"""Scenario jobs (seed 001): named load shapes, request mixes and option schedules.
+"""Scenario jobs: named load shapes, request mixes and option schedules.
 
 A scenario is three functions of the elapsed time: the rate to send at, the request to send
 next, and the pipeline options the request carries. Keeping them as data here, apart from
@@ -11,8 +11,8 @@ against its definition without a server, and lets a scenario file name a shape b
 - ``error_injection``: ``max_rps``; exactly 3 requests in 10 go to the error endpoint at
   errorRate 0.5, evenly interleaved, the rest rotate over the chosen endpoints.
 - ``latency_degradation``: ``max_rps``; the database latency each request asks for grows
-  linearly from the payload's ``db_latency`` by ``latency_growth_ms`` over the run (seed 001's
-  "network congestion", mapped onto this service's slow database).
+  linearly from the payload's ``db_latency`` by ``latency_growth_ms`` over the run
+  ("network congestion", mapped onto this service's slow database).
 - ``stress``: ``max_rps`` at once (by default the server's cap), no ramp.
 """
 

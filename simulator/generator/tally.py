@@ -1,7 +1,7 @@
 """Cumulative statistics of everything one traffic engine sent, for ``/v1/traffic/statistics``.
 
-Prometheus counters answer "how much, per label, as a rate"; a person at a terminal (and seed
-002's statistics call) wants plain totals since the process started: per endpoint, per HTTP
+Prometheus counters answer "how much, per label, as a rate"; a person at a terminal (and the
+statistics call) wants plain totals since the process started: per endpoint, per HTTP
 status, per kind of error, with retries, bytes sent and the breaker's trips. ``TrafficTally``
 keeps them with plain integer and dict increments, once per sent, dropped and finished
 request, since it sits on the generator's hot path; timestamps are kept as

@@ -1,4 +1,4 @@
-"""The seed-000 control contract through real HTTP on a running server.
+"""The control contract through real HTTP on a running server.
 
 Each bad input must answer a 4xx JSON ``detail`` and change nothing: no request is
 generated, the failure config stays as it was.

@@ -1,4 +1,4 @@
-"""The read side of seed 000 on ``failure-lab serve`` (embedded sources), over real HTTP."""
+"""The read side of the contract on ``failure-lab serve`` (embedded sources), over real HTTP."""
 
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ async def test_an_answer_that_is_not_a_job_fails_the_run_naming_the_call() -> No
         (httpx.Response(409, json={"detail": "2 job(s) running"}), "2 job(s) running"),
         (
             httpx.Response(409, json={"detail": [{"loc": ["body", "duration"]}]}),
-            "[{'loc': ['body', 'duration']}]",
+            '{"detail":[{"loc":["body","duration"]}]}',  # not the contract's shape: quoted as is
         ),
         (httpx.Response(409, text="busy, try later"), "busy, try later"),
     ],
