@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import LOAD_CORE as GENERATOR_CORE
 from bench.common import SERVER_CORE, free_port, pinned, wait_port
+from failure_lab.control import JobSummary
 from simulator.generator.engine import TrafficEngine
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest, RequestPlanner
@@ -57,7 +58,6 @@ from simulator.generator.senders import (
     error_text,
     parse_retries,
 )
-from simulator.models import JobSummary
 from simulator.options import RETRIES_HEADER, PipelineOptions
 
 MAX_IN_FLIGHT = 256

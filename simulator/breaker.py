@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from simulator.models import CircuitBreakerConfig
+from failure_lab.control import CircuitBreakerConfig
 
 State = Literal["closed", "open", "half_open"]
 STATES: tuple[State, ...] = ("closed", "open", "half_open")

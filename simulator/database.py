@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from simulator.models import FailureConfig
+from failure_lab.control import FailureConfig
 
 QueryKind = Literal["list", "get", "create", "update"]
 LIST_PAGE = 20

@@ -36,17 +36,17 @@ from typing import get_args
 
 from opentelemetry.trace import Span
 
-from failure_lab.errors import CapExceeded, Conflict, NotFound
-from failure_lab.settings import Settings
-from simulator.cache import CacheError
-from simulator.database import DatabaseError
-from simulator.models import (
+from failure_lab.control import (
     Disruption,
     DisruptionRequest,
     DisruptionStatus,
     DisruptionType,
     UserRoute,
 )
+from failure_lab.errors import CapExceeded, Conflict, NotFound
+from failure_lab.settings import Settings
+from simulator.cache import CacheError
+from simulator.database import DatabaseError
 from simulator.telemetry.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from failure_lab.control import FailureConfig
 from failure_lab.errors import BackendFailure
-from simulator.models import FailureConfig
 
 OnChange = Callable[[FailureConfig], None]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Final, get_args
 
-from simulator.models import RateLimitAlgorithm, RequestPayload
+from failure_lab.control import RateLimitAlgorithm, RequestPayload
 
 HEADER: Final = "x-failure-lab-options"
 RETRIES_HEADER: Final = "x-failure-lab-retries"

@@ -19,8 +19,8 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
+from failure_lab.control import FailureConfig
 from simulator.disruptions import DisruptionScope
-from simulator.models import FailureConfig
 from simulator.options import PipelineOptions
 
 Sleep = Callable[[float], Awaitable[None]]

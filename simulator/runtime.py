@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from opentelemetry.sdk.trace import TracerProvider
 
+from failure_lab.control import CircuitBreakerConfig, FailureConfig
 from failure_lab.settings import Settings
 from simulator.backoff import Backoff
 from simulator.breaker import CircuitBreaker, State
@@ -29,7 +30,6 @@ from simulator.generator.engine import TrafficEngine
 from simulator.generator.jobs import JobManager
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import RequestPlanner
-from simulator.models import CircuitBreakerConfig, FailureConfig
 from simulator.pipeline import Pipeline
 from simulator.ratelimit import RateLimiter
 from simulator.ratelimit.memory import MemoryRateLimiter

@@ -12,10 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from failure_lab.errors import CapExceeded
-from failure_lab.settings import Settings
-from simulator.api.deps import RuntimeDep
-from simulator.models import (
+from failure_lab.control import (
     CircuitBreakerConfig,
     CircuitBreakerStatus,
     FailureConfig,
@@ -24,6 +21,9 @@ from simulator.models import (
     TrafficResult,
     TrafficStatus,
 )
+from failure_lab.errors import CapExceeded
+from failure_lab.settings import Settings
+from simulator.api.deps import RuntimeDep
 from simulator.options import PipelineOptions
 from simulator.runtime import Runtime
 

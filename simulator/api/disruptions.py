@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
+from failure_lab.control import Disruption, DisruptionList, DisruptionRequest, DisruptionsCleared
 from simulator.api.deps import RuntimeDep
-from simulator.models import Disruption, DisruptionList, DisruptionRequest, DisruptionsCleared
 
 router = APIRouter(prefix="/v1/disruptions", tags=["disruptions"])
 

@@ -19,10 +19,10 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from failure_lab.control import Job, ScenarioJobRequest
 from failure_lab.errors import CapExceeded, Unprocessable
 from simulator.api.deps import RuntimeDep
 from simulator.generator.scenarios import plan_scenario
-from simulator.models import Job, ScenarioJobRequest
 from simulator.options import PipelineOptions
 
 router = APIRouter(prefix="/v1/traffic/jobs", tags=["jobs"])

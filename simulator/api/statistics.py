@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from failure_lab.control import TrafficStatistics
 from simulator.api.deps import RuntimeDep
-from simulator.models import TrafficStatistics
 
 router = APIRouter(tags=["control"])
 

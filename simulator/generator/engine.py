@@ -27,6 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span
 
+from failure_lab.control import JobSummary, TrafficResult
 from simulator.generator.arrivals import Rate, schedule, sleep_until
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest, RequestPlanner, RequestSource
@@ -42,7 +43,6 @@ from simulator.generator.senders import (
 )
 from simulator.generator.stats import LiveStats, RunSamples
 from simulator.generator.tally import TrafficTally
-from simulator.models import JobSummary, TrafficResult
 from simulator.options import HEADER, PipelineOptions
 
 __all__ = ["TrafficEngine"]

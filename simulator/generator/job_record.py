@@ -13,9 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from simulator.generator.scenarios import ScenarioPlan
-from simulator.generator.stats import LiveStats
-from simulator.models import (
+from failure_lab.control import (
     GenerationMode,
     Job,
     JobMode,
@@ -23,6 +21,8 @@ from simulator.models import (
     JobStatus,
     JobSummary,
 )
+from simulator.generator.scenarios import ScenarioPlan
+from simulator.generator.stats import LiveStats
 
 
 @dataclass(slots=True, eq=False)

@@ -20,13 +20,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from failure_lab.errors import Conflict, NotFound
-from simulator.generator.arrivals import sleep_until
-from simulator.generator.engine import TrafficEngine
-from simulator.generator.job_record import Generation, JobRecord
-from simulator.generator.metrics import GeneratorMetrics
-from simulator.generator.scenarios import ScenarioPlan
-from simulator.models import (
+from failure_lab.control import (
     GenerationMode,
     Job,
     JobMode,
@@ -34,6 +28,12 @@ from simulator.models import (
     TrafficResult,
     TrafficStatus,
 )
+from failure_lab.errors import Conflict, NotFound
+from simulator.generator.arrivals import sleep_until
+from simulator.generator.engine import TrafficEngine
+from simulator.generator.job_record import Generation, JobRecord
+from simulator.generator.metrics import GeneratorMetrics
+from simulator.generator.scenarios import ScenarioPlan
 from simulator.options import PipelineOptions
 
 CLOSE_TIMEOUT_S = 10.0

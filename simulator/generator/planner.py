@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, get_args
 
-from simulator.models import EndpointKey
+from failure_lab.control import EndpointKey
 
 GET_USER: Final = "GET /api/v1/users/{id}"
 LIST_USERS: Final = "GET /api/v1/users"

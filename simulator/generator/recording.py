@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from failure_lab.control import TrafficResult
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest
 from simulator.generator.senders import TransportErrorKind
 from simulator.generator.stats import LiveStats, RunSamples
 from simulator.generator.tally import TrafficTally
-from simulator.models import TrafficResult
 
 logger = logging.getLogger(__name__)
 

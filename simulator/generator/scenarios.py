@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
+from failure_lab.control import ScenarioName
 from simulator.generator.arrivals import Rate
 from simulator.generator.planner import ERROR, PlannedRequest, RequestPlanner, RequestSource
-from simulator.models import ScenarioName
 from simulator.options import PipelineOptions
 
 ERROR_SHARE: Final = 0.3

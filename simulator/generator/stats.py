@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from simulator.models import JobSummary, Percentiles, SlowRequest
+from failure_lab.control import JobSummary, Percentiles, SlowRequest
 
 RPS_WINDOW_S = 1.0
 SLOWEST_KEPT = 10

@@ -18,9 +18,9 @@ import time
 from datetime import UTC, datetime
 from typing import Literal
 
+from failure_lab.control import EndpointCounts, TrafficErrorCounts, TrafficStatistics, TrafficTotals
 from simulator.generator.planner import PlannedRequest
 from simulator.generator.senders import TransportErrorKind
-from simulator.models import EndpointCounts, TrafficErrorCounts, TrafficStatistics, TrafficTotals
 
 ErrorKind = Literal["http_5xx", "rate_limited", "http_4xx"] | TransportErrorKind
 

@@ -43,7 +43,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-from simulator.models import RateLimitAlgorithm
+from failure_lab.control import RateLimitAlgorithm
 from simulator.ratelimit.base import Decision
 
 EPSILON = 1e-9

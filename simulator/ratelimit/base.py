@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from simulator.models import RateLimitAlgorithm
+from failure_lab.control import RateLimitAlgorithm
 
 
 class RateLimiterUnavailable(Exception):

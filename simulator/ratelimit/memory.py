@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from simulator.models import RateLimitAlgorithm
+from failure_lab.control import RateLimitAlgorithm
 from simulator.ratelimit.algorithms import DEFAULT_MAX_QUEUE_DELAY, Limit, limit_key, new_limit
 from simulator.ratelimit.base import Decision
 

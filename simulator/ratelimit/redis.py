@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from simulator.models import RateLimitAlgorithm
+from failure_lab.control import RateLimitAlgorithm
 from simulator.ratelimit.algorithms import (
     ALGORITHMS,
     DEFAULT_MAX_QUEUE_DELAY,

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
 
-from simulator.models import DisruptionType, JobStatus, JobSummary, ScenarioName
+from failure_lab.control import DisruptionType, JobStatus, JobSummary, ScenarioName
 from simulator.scenario.verdict import CheckResult
 
 

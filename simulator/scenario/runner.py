@@ -29,8 +29,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from failure_lab.contract import ErrorAnswer, MetricsData
-from failure_lab.durations import MIN_WINDOW_SECONDS
-from simulator.models import (
+from failure_lab.control import (
     CircuitBreakerConfig,
     CircuitBreakerStatus,
     Disruption,
@@ -39,6 +38,7 @@ from simulator.models import (
     JobSummary,
     ScenarioJobRequest,
 )
+from failure_lab.durations import MIN_WINDOW_SECONDS
 from simulator.scenario.report import (
     DisruptionRecord,
     PhaseReport,

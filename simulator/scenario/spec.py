@@ -6,7 +6,7 @@ falls back to a default), and rules that span fields (a disruption inside its ph
 on an existing phase, a failure config still valid once merged) are checked here too, so a
 run never stops half-way on a 422 from the service.
 
-Field types and bounds are the contract's own (simulator/models.py), imported rather than
+Field types and bounds are the contract's own (failure_lab/control.py), imported rather than
 repeated: the pipeline block is ``RequestPayload`` less its rate and count, the failure
 config is a partial ``FailureConfig``, disruptions are ``DisruptionRequest`` plus a start
 time. A rule broken across fields raises ``RuleError``, which carries the location of the
@@ -29,10 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from failure_lab.durations import parse_duration
-from failure_lab.settings import Settings
-from simulator.generator.planner import ENDPOINTS, ERROR
-from simulator.models import (
+from failure_lab.control import (
     CircuitBreakerConfig,
     DisruptionRequest,
     DisruptionType,
@@ -43,6 +40,9 @@ from simulator.models import (
     ScenarioName,
     UserRoute,
 )
+from failure_lab.durations import parse_duration
+from failure_lab.settings import Settings
+from simulator.generator.planner import ENDPOINTS, ERROR
 from simulator.options import PipelineOptions
 
 NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"

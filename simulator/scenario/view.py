@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from failure_lab.contract import TraceResponse
-from simulator.models import Job, JobSummary
+from failure_lab.control import Job, JobSummary
 from simulator.scenario.report import RunReport
 from simulator.scenario.spec import Phase, Scenario
 

@@ -17,7 +17,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from simulator.models import DisruptionType, FailureConfig
+from failure_lab.control import DisruptionType, FailureConfig
 from simulator.routes import ANSWERS, ERROR
 from simulator.telemetry.buckets import CACHE_BUCKETS, LATENCY_BUCKETS
 

@@ -16,9 +16,9 @@ from opentelemetry.trace import SpanKind
 from rich.console import Console
 from typer.testing import CliRunner
 
+from failure_lab.control import FailureConfig
 from simulator.cli import app as cli
 from simulator.generator.engine import JOB_ID_ATTRIBUTE
-from simulator.models import FailureConfig
 from simulator.scenario.session import run_file
 from tests.support.labs import metrics_again, running_lab, sample
 from tests.support.servers import free_port

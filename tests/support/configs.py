@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.models import FailureConfig
+from failure_lab.control import FailureConfig
 
 
 def config_with(**changes: Any) -> FailureConfig:

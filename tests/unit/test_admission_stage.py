@@ -9,10 +9,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from failure_lab.control import DisruptionRequest, RateLimitAlgorithm
 from failure_lab.settings import Settings
 from simulator.admission_stage import AdmissionStage
 from simulator.disruptions import DisruptionRegistry
-from simulator.models import DisruptionRequest, RateLimitAlgorithm
 from simulator.options import PipelineOptions
 from simulator.ratelimit import Decision
 from simulator.request_scope import RequestScope

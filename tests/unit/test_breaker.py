@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from failure_lab.control import CircuitBreakerConfig
 from simulator.breaker import Admission, CircuitBreaker, State
-from simulator.models import CircuitBreakerConfig
 
 
 class FakeClock:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
+from failure_lab.control import FailureConfig
 from simulator.cache import CacheError, MemoryCache, RedisCache
 from simulator.faults import ConfigStoreUnavailable, MemoryConfigStore, RedisConfigStore
-from simulator.models import FailureConfig
 from simulator.redis_client import redis_client
 from tests.conftest import free_port
 from tests.support.configs import config_with

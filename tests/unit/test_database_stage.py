@@ -17,11 +17,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from failure_lab.control import CircuitBreakerConfig, FailureConfig
 from simulator.backoff import Backoff
 from simulator.breaker import CircuitBreaker, State
 from simulator.database import DatabaseError, DatabaseTimeout, Query, SimulatedDatabase
 from simulator.database_stage import DatabaseStage
-from simulator.models import CircuitBreakerConfig, FailureConfig
 from simulator.options import PipelineOptions
 from simulator.request_scope import RequestScope
 from simulator.routes import ONE

@@ -7,9 +7,9 @@ import random
 
 from prometheus_client import CollectorRegistry
 
+from failure_lab.control import DisruptionRequest
 from failure_lab.settings import Settings
 from simulator.disruptions import DisruptionRegistry
-from simulator.models import DisruptionRequest
 from simulator.telemetry.metrics import DISRUPTION_TYPES, ServiceMetrics
 
 GAUGE = "failure_lab_disruption_planned_end_timestamp_seconds"

@@ -9,12 +9,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry
 
+from failure_lab.control import DisruptionRequest
 from failure_lab.errors import CapExceeded, Conflict, NotFound
 from failure_lab.settings import Settings
 from simulator.cache import CacheError
 from simulator.database import DatabaseError
 from simulator.disruptions import ROUTES, DisruptionRegistry
-from simulator.models import DisruptionRequest
 from simulator.routes import ANSWERS
 from simulator.telemetry.metrics import ServiceMetrics
 

@@ -31,11 +31,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
+from failure_lab.control import TrafficResult, TrafficStatus, TrafficTotals
 from simulator.generator.engine import TrafficEngine
 from simulator.generator.jobs import JobManager, JobNotFound, TooManyJobs
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import GET_USER, RequestPlanner
-from simulator.models import TrafficResult, TrafficStatus, TrafficTotals
 from simulator.options import HEADER, PipelineOptions
 
 OPTIONS = PipelineOptions(retries_enabled=False, rate_limit=10, cache_ttl=5, db_latency_ms=3)

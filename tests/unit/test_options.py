@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.models import RequestPayload
+from failure_lab.control import RequestPayload
 from simulator.options import InvalidOptions, PipelineOptions
 
 

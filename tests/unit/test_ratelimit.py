@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from simulator.models import RateLimitAlgorithm
+from failure_lab.control import RateLimitAlgorithm
 from simulator.ratelimit import Decision, RateLimiter, RateLimiterUnavailable
 from simulator.ratelimit.algorithms import ALGORITHMS, DEFAULT_MAX_QUEUE_DELAY
 from simulator.ratelimit.memory import MemoryRateLimiter

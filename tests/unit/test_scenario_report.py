@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.models import FailureConfig, Job, JobSummary, Percentiles
+from failure_lab.control import FailureConfig, Job, JobSummary, Percentiles
 from simulator.scenario.loader import parse_scenario
 from simulator.scenario.report import PhaseReport, ServiceFigures
 from simulator.scenario.runner import RunFailed, ScenarioRunner

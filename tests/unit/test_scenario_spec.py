@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.models import FailureConfig, RequestPayload
+from failure_lab.control import FailureConfig, RequestPayload
 from simulator.options import PipelineOptions
 from simulator.scenario.loader import ScenarioFileError, load_scenario, parse_scenario
 from simulator.scenario.spec import FailurePatch, PipelineSpec

@@ -8,6 +8,7 @@ from typing import get_args
 
 import pytest
 
+from failure_lab.control import EndpointKey, ScenarioName
 from simulator.generator.arrivals import schedule
 from simulator.generator.planner import (
     CREATE_USER,
@@ -18,7 +19,6 @@ from simulator.generator.planner import (
     UPDATE_USER,
 )
 from simulator.generator.scenarios import ScenarioPlan, plan_scenario
-from simulator.models import EndpointKey, ScenarioName
 from simulator.options import PipelineOptions
 
 

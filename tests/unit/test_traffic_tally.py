@@ -25,6 +25,7 @@ from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from failure_lab.control import TrafficErrorCounts
 from simulator.generator.engine import TrafficEngine
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import ENDPOINTS, PlannedRequest, RequestPlanner
@@ -35,7 +36,6 @@ from simulator.generator.senders import (
     transport_error_kind,
 )
 from simulator.generator.tally import ErrorKind, TrafficTally, body_bytes, error_kind
-from simulator.models import TrafficErrorCounts
 from simulator.options import PipelineOptions
 
 OPTIONS = PipelineOptions(retries_enabled=True, rate_limit=0, cache_ttl=5, db_latency_ms=0)

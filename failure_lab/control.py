@@ -1,5 +1,9 @@
 """The control contract of docs/api.md as pydantic models.
 
+The simulator serves these, the stack-mode shim forwards them (and documents each forwarded
+route with them), and ``failure-lab run`` parses them: one definition for all three, kept
+on neither side.
+
 Field names and types are the contract's; validation bounds are the ones docs/api.md states.
 Requests are strict (unknown fields and wrong types are refused with 422) so a
 typo never silently falls back to a default. Bounds that depend on settings (caps) are
