@@ -23,6 +23,7 @@ from exporter.runtime import ExporterRuntime
 from exporter.sources.jaeger import JaegerSource
 from exporter.sources.prometheus import PrometheusSource
 from failure_lab.exposition import metrics_router
+from failure_lab.guard import install_guards
 from failure_lab.http_errors import install_error_handlers
 from failure_lab.settings import Settings
 
@@ -84,5 +85,5 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     app.include_router(feed_router)
     app.include_router(forwarding_router())
     app.include_router(metrics_router(registry))
-
+    install_guards(app, settings)
     return app

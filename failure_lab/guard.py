@@ -10,8 +10,8 @@ exhaust it. So, outermost first:
 - with ``api_token`` set, state-changing control calls (and, with ``api_token_for_reads``,
   the read API and ``/ws``) need ``Authorization: Bearer``, compared in constant time;
 - control calls are rate limited per client (the ``limits`` library, a moving window);
-- a client that disconnects cancels its request's work (a body over ``max_body_bytes`` got
-  413 before that, from FastAPI's own limit, set by the app factories).
+- a body over ``max_body_bytes`` gets 413 before anything parses it, and a client that
+  disconnects cancels its request's work.
 
 Refusals are JSON ``{"detail": ...}`` like every other error. The simulated user API is the
 lab's workload, not its control plane: it needs no token and keeps only its own limiter.
@@ -225,31 +225,28 @@ class ControlRateLimit:
         await self.app(scope, receive, send)
 
 
-class CancelOnDisconnect:
-    """Reads the body first, then runs the app, and cancels it if the client leaves.
+class BodyGuard:
+    """Bounds the body, reads it, runs the app, and cancels it if the client leaves.
 
-    The app reads the body from memory and, when it asks again (a streaming response
-    listening for the client), learns of the disconnect, which also cancels the request's
-    task: its simulated work stops with it. The body is bounded before it gets here, by
-    FastAPI's own ``max_body_size`` (413 before a byte is parsed).
+    A declared ``Content-Length`` over ``max_body_bytes`` is refused before a byte is read,
+    a chunked body as soon as it passes the bound: 413, JSON, naming the setting. (FastAPI's
+    own ``max_body_size`` answers in plain text once a middleware has read the body, so it
+    is not used.) The app then reads the body from memory and, when it asks again (a
+    streaming response listening for the client), learns of the disconnect, which also
+    cancels the request's task: its simulated work stops with it.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
+        self._max = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await self._read(scope, receive, send)
+        if body is None:
+            return
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
@@ -273,6 +270,28 @@ class CancelOnDisconnect:
         finally:
             watcher.cancel()
 
+    async def _read(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """The whole body, or None when it was refused (413) or the client left."""
+        too_large = f"request body over the limit of {self._max} bytes (FAILURE_LAB_MAX_BODY_BYTES)"
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self._max:
+                await refuse(send, 413, too_large)
+                return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max:
+                await refuse(send, 413, too_large)
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
 
 async def _watch(receive: Receive, gone: asyncio.Event, task: asyncio.Task[object]) -> None:
     with contextlib.suppress(OSError):
@@ -291,7 +310,7 @@ def control_rate_items(setting: str) -> list[RateLimitItem]:
 
 def install_guards(app: FastAPI, settings: Settings) -> None:
     """Add the guards to ``app``, outermost last (as ``add_middleware`` stacks them)."""
-    app.add_middleware(CancelOnDisconnect)
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
     items = control_rate_items(settings.control_rate_limit)
     if items:
         app.add_middleware(ControlRateLimit, items=items)

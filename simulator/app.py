@@ -28,6 +28,7 @@ from exporter.embedded import EmbeddedShim
 from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
 from failure_lab.exposition import metrics_router
+from failure_lab.guard import install_guards
 from failure_lab.http_errors import install_error_handlers
 from failure_lab.settings import Settings
 from simulator.api import control, disruptions, jobs, statistics, users
@@ -36,10 +37,11 @@ from simulator.runtime import Runtime
 from simulator.telemetry.metrics import ServiceMetrics
 from simulator.telemetry.tracing import build_tracer_provider
 
-# Regexes searched in the full URL; anchored after the authority so /api/v1/... stays traced.
-UNTRACED = ",".join(
-    f"//[^/]+/{path}" for path in ("v1/", "metrics", "docs", "openapi.json", "health", "ws")
-)
+# Searched in the full URL: everything but the simulated user API is left untraced, so control
+# calls, scrapes and probes, and paths that are not the service's, are not its requests.
+UNTRACED = r"//[^/]+/(?!api/v1/users(?:[/?#]|$))"
+UNMATCHED = "unmatched"
+"""The route of a traced request that no handler of the user API took (a 404 or 405)."""
 
 
 def create_app(
@@ -93,6 +95,7 @@ def create_app(
         meter_provider=NoOpMeterProvider(),
         exclude_spans=["send", "receive"],
     )
+    install_guards(app, settings)  # outermost: a refused request is not a traced one
     return app
 
 
@@ -107,8 +110,9 @@ def _include_routes(app: FastAPI, registry: CollectorRegistry, *, embedded_shim:
 
 
 def _span_details(scope: Scope) -> tuple[str, dict[str, str]]:
-    """The server span's first name; the user API's handlers rename it ``METHOD route``."""
-    return str(scope.get("method", "HTTP")), {}
+    """The server span's first name and route; the user API's handlers rename it
+    ``METHOD route`` and set the route, so only a request no handler took keeps these."""
+    return f"{scope.get('method', 'HTTP')} {UNMATCHED}", {"http.route": UNMATCHED}
 
 
 def _client_host(host: str) -> str:

@@ -17,7 +17,14 @@ LIST: Final = "/api/v1/users"
 ONE: Final = "/api/v1/users/{id}"
 ERROR: Final = "/api/v1/users/error"
 
-_ADMISSION = (("429", "rate_limited"), ("400", "bad_request"), ("500", "error_burst"))
+CLIENT_CLOSED: Final = ("499", "client_closed")
+"""The client went away before the answer: its request's work was cancelled (nginx's 499)."""
+_ADMISSION = (
+    ("429", "rate_limited"),
+    ("400", "bad_request"),
+    ("500", "error_burst"),
+    CLIENT_CLOSED,
+)
 _DATABASE = (("503", "db_error"), ("504", "db_timeout"), ("503", "circuit_open"))
 # Every (endpoint, method) -> (status, outcome) the user API can answer, so that each series
 # exists at 0 from the start: rate() cannot see the first increments of a new series.

@@ -12,6 +12,7 @@ resolution by FastAPI costs each request measurable CPU (see ``simulator/api/dep
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -61,12 +62,29 @@ async def _serve(
     except InvalidOptions as exc:
         outcome = Outcome(400, detail_json(str(exc)), "bad_request")
     else:
-        if query is None:
-            outcome = await _injected_error(runtime, options, error_rate, span)
-        else:
-            outcome = await runtime.pipeline.handle(query, route, options)
-    elapsed = time.perf_counter() - started
+        try:
+            if query is None:
+                outcome = await _injected_error(runtime, options, error_rate, span)
+            else:
+                outcome = await runtime.pipeline.handle(query, route, options)
+        except asyncio.CancelledError:  # the client left (failure_lab.guard cancels us)
+            span.add_event("client.disconnected")
+            _record(runtime, span, route, method, Outcome(499, b"", "client_closed"), started)
+            raise
+    request_id = _record(runtime, span, route, method, outcome, started)
+    headers = {
+        RETRIES_HEADER: str(outcome.retries),
+        "x-request-id": request_id,
+        **outcome.extra_headers,
+    }
+    return Response(outcome.body, outcome.status, headers=headers, media_type="application/json")
 
+
+def _record(
+    runtime: Runtime, span: trace.Span, route: str, method: str, outcome: Outcome, started: float
+) -> str:
+    """Count and time the request, name its span; returns its request id."""
+    elapsed = time.perf_counter() - started
     context = span.get_span_context()
     request_id = str(uuid.UUID(int=context.trace_id))
     metrics = runtime.metrics
@@ -85,12 +103,7 @@ async def _serve(
                 "failure_lab.service_latency_ms": round(elapsed * 1000, 3),
             }
         )
-    headers = {
-        RETRIES_HEADER: str(outcome.retries),
-        "x-request-id": request_id,
-        **outcome.extra_headers,
-    }
-    return Response(outcome.body, outcome.status, headers=headers, media_type="application/json")
+    return request_id
 
 
 async def _injected_error(

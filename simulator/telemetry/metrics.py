@@ -21,17 +21,6 @@ from failure_lab.control import DisruptionType, FailureConfig
 from simulator.routes import ANSWERS, ERROR
 from simulator.telemetry.buckets import CACHE_BUCKETS, LATENCY_BUCKETS
 
-OUTCOMES = (
-    "success",
-    "not_found",
-    "rate_limited",
-    "db_error",
-    "db_timeout",
-    "injected_error",
-    "bad_request",
-    "error_burst",
-    "circuit_open",
-)
 DISRUPTION_TYPES: tuple[str, ...] = get_args(DisruptionType)
 BREAKER_STATES = ("closed", "open", "half_open")
 

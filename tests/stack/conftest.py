@@ -20,7 +20,7 @@ async def _metrics_text(app: FastAPI) -> str:
     """``GET /metrics`` of an app that is built but not started (the route reads only the
     app's registry, which exists from construction)."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.get("/metrics")
     response.raise_for_status()
     return response.text
