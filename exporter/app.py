@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -17,7 +18,7 @@ from prometheus_client.process_collector import ProcessCollector
 from exporter import routes
 from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
-from exporter.forward import Forwarder, forwarding_router
+from exporter.forward import Forwarder, document_streams, forwarding_router
 from exporter.metrics import ExporterMetrics
 from exporter.runtime import ExporterRuntime
 from exporter.sources.jaeger import JaegerSource
@@ -86,4 +87,11 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     app.include_router(forwarding_router())
     app.include_router(metrics_router(registry))
     install_guards(app, settings)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_streams(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -235,3 +235,95 @@ async def test_simulator_down_is_503_naming_it(tmp_path: Path) -> None:
         assert response.json()["detail"].startswith("simulator unavailable")
         health = (await shim.get("/health")).json()
         assert health["status"] == "unhealthy"
+
+
+async def raw_request(base_url: str, method: str, raw_path: str) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of a request whose path is sent byte for byte over a socket:
+    HTTP clients remove dot-segments and re-encode paths, which would hide what is tested."""
+    url = httpx.URL(base_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(
+            f"{method} {raw_path} HTTP/1.1\r\nHost: {url.host}\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    document: dict[str, Any] = json.loads(body)
+    return status, document
+
+
+@pytest.mark.parametrize(
+    ("method", "raw_path"),
+    [
+        ("DELETE", "/v1/traffic/%11"),
+        ("DELETE", "/v1/traffic/jobs/%11"),
+        ("GET", "/v1/config/..%2F..%2Fmetrics"),
+        ("GET", "/v1/disruptions/..%2F..%2Fopenapi.json"),
+        ("GET", "/v1/traffic/../../api/v1/users"),
+        ("GET", "/v1/traffic/jobs/.."),
+        ("GET", "/v1/traffic/jobs/%2e%2e"),
+        ("GET", "/v1/disruptions/..%5C..%5Cmetrics"),
+        ("POST", "/v1/traffic/jobs/%00/stop"),
+        ("GET", "/v1/config/failure/../../../metrics"),
+    ],
+)
+async def test_the_forwarder_reaches_no_other_route(
+    stack: Stack, method: str, raw_path: str
+) -> None:
+    served_before = (await stack.simulator.get("/v1/traffic/statistics")).json()
+    metrics_before = (await stack.simulator.get("/metrics")).text
+    status, answer = await raw_request(str(stack.shim.base_url), method, raw_path)
+    assert status in (400, 404, 405), answer
+    assert isinstance(answer["detail"], str)
+    # Nothing reached the simulator's user API or its other routes.
+    assert (await stack.simulator.get("/v1/traffic/statistics")).json() == served_before
+    user_api = [
+        line
+        for line in (await stack.simulator.get("/metrics")).text.splitlines()
+        if line.startswith("failure_lab_http_requests_total")
+    ]
+    assert user_api == [
+        line
+        for line in metrics_before.splitlines()
+        if line.startswith("failure_lab_http_requests_total")
+    ]
+
+
+def _operations(document: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, Any]:
+    """Each operation under ``prefixes``: what a client sends and gets, titles left out."""
+
+    def untitled(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: untitled(v) for k, v in node.items() if k not in ("title", "description")}
+        if isinstance(node, list):
+            return [untitled(item) for item in node]
+        return node
+
+    return {
+        f"{method.upper()} {path}": untitled(
+            {key: operation.get(key) for key in ("operationId", "parameters", "requestBody")}
+            | {"responses": operation["responses"], "summary": operation.get("summary")}
+        )
+        for path, operations in document["paths"].items()
+        if path.startswith(prefixes)
+        for method, operation in operations.items()
+    }
+
+
+def test_the_shim_documents_each_forwarded_route_as_the_simulator_does() -> None:
+    nowhere = "http://127.0.0.1:9"
+    shim = create_exporter_app(
+        Settings(prometheus_url=nowhere, jaeger_url=nowhere, simulator_url=nowhere)
+    ).openapi()
+    simulator = create_app(Settings(), embedded_shim=False).openapi()
+    prefixes = ("/v1/traffic", "/v1/config", "/v1/disruptions")
+    forwarded = _operations(shim, prefixes)
+    assert forwarded == _operations(simulator, prefixes)
+    for name, schema in simulator["components"]["schemas"].items():
+        if name in shim["components"]["schemas"]:
+            assert shim["components"]["schemas"][name] == schema, name
+    assert len(forwarded) == 17
