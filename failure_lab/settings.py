@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     max_rps: float = Field(default=2000.0, gt=0)
     max_duration_seconds: float = Field(default=600.0, gt=0)
     max_in_flight: int = Field(default=256, ge=1, description="Bound on in-flight requests.")
+    max_queued_requests: int = Field(
+        default=2000,
+        ge=1,
+        description="Bound on the requests single runs and bursts running at once hold.",
+    )
     late_send_threshold_ms: float = Field(default=5.0, gt=0)
     max_active_jobs: int = Field(default=4, ge=1)
     finished_jobs_kept: int = Field(default=100, ge=1)
@@ -132,6 +137,12 @@ class Settings(BaseSettings):
         "loopback names when bound to loopback, any otherwise.",
     )
 
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty FAILURE_LAB_API_TOKEN (as compose passes an unset one) means no token."""
+        return None if value == "" else value
+
     @field_validator("cors_allow_origins", "allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -149,6 +160,8 @@ class Settings(BaseSettings):
     def _check(self) -> Self:
         if self.span_batch_size > self.span_queue_size:
             raise ValueError("span_batch_size must not exceed span_queue_size")
+        if self.max_queued_requests < self.max_burst_count:
+            raise ValueError("max_queued_requests must be at least max_burst_count")
         if self.retry_base_ms > self.retry_cap_ms:
             raise ValueError("retry_base_ms must not exceed retry_cap_ms")
         return self

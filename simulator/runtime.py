@@ -201,6 +201,7 @@ async def _generator(
         max_active_jobs=settings.max_active_jobs,
         finished_jobs_kept=settings.finished_jobs_kept,
         max_total_rps=settings.max_rps,
+        max_queued_requests=settings.max_queued_requests,
         finished_ttl_s=settings.finished_job_ttl_seconds,
         metrics=metrics,
     )

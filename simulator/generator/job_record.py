@@ -30,6 +30,9 @@ class Generation:
     mode: GenerationMode
     job_id: str | None = None
     target_rps: float | None = None
+    queued: int = 0
+    """Requests a single run or a burst asked for, held against the queue bound while it
+    runs (a job's requests are bounded by its rate instead)."""
     live: LiveStats = field(default_factory=LiveStats)
     started: float = field(default_factory=time.perf_counter)
     ended: float | None = None

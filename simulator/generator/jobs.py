@@ -64,6 +64,17 @@ class RateCapReached(Conflict):
         )
 
 
+class QueueFull(Conflict):
+    """Single runs and bursts running now already hold the bound on queued requests."""
+
+    def __init__(self, asked: int, queued: int, limit: int) -> None:
+        super().__init__(
+            f"{asked} more request(s) next to the {queued} that running single runs and bursts "
+            f"still hold would exceed the bound of {limit} (setting "
+            "FAILURE_LAB_MAX_QUEUED_REQUESTS); wait for them to finish"
+        )
+
+
 class JobNotFound(NotFound):
     """No job with that id (never existed, or forgotten among old finished jobs)."""
 
@@ -87,6 +98,7 @@ class JobManager:
         max_active_jobs: int,
         finished_jobs_kept: int,
         max_total_rps: float = math.inf,
+        max_queued_requests: int = 2000,
         finished_ttl_s: float = 300.0,
         metrics: GeneratorMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -99,6 +111,7 @@ class JobManager:
         self._max_active = max_active_jobs
         self._kept = finished_jobs_kept
         self._max_total_rps = max_total_rps
+        self._max_queued = max_queued_requests
         self._ttl = finished_ttl_s
         self._metrics = metrics
         self._clock = clock
@@ -108,14 +121,16 @@ class JobManager:
         self._latest: Generation | None = None
 
     async def single(self, options: PipelineOptions) -> TrafficResult:
-        generation = self._begin("single")
+        generation = self._begin("single", queued=1)
         try:
             return await self._engine.send(options, live=generation.live)
         finally:
             self._end(generation)
 
     async def burst(self, options: PipelineOptions, count: int) -> list[TrafficResult]:
-        generation = self._begin("burst")
+        """``count`` requests at once; ``QueueFull`` when the running single runs and bursts
+        together would hold more than ``max_queued_requests``."""
+        generation = self._begin("burst", queued=count)
         try:
             return await self._engine.burst(options, count, live=generation.live)
         finally:
@@ -275,9 +290,18 @@ class JobManager:
                 child.dec()
 
     def _begin(
-        self, mode: GenerationMode, *, job_id: str | None = None, target_rps: float | None = None
+        self,
+        mode: GenerationMode,
+        *,
+        job_id: str | None = None,
+        target_rps: float | None = None,
+        queued: int = 0,
     ) -> Generation:
-        generation = Generation(mode, job_id=job_id, target_rps=target_rps)
+        if queued:
+            held = sum(generation.queued for generation in self._active)
+            if held + queued > self._max_queued:
+                raise QueueFull(queued, held, self._max_queued)
+        generation = Generation(mode, job_id=job_id, target_rps=target_rps, queued=queued)
         self._active.append(generation)
         self._latest = generation
         return generation

@@ -210,3 +210,33 @@ async def test_a_client_that_leaves_cancels_its_requests_work() -> None:
             )
             == 1
         )
+
+
+async def test_single_runs_and_bursts_share_one_bound_on_queued_requests() -> None:
+    payload = {
+        "rate_of_requests": 10,
+        "number_of_requests": 50,
+        "retries_enabled": False,
+        "rate_limiting": 0,
+        "rate_limiting_algo": "token_bucket",
+        "cache_enabled": False,
+        "cache_ttl": 1,
+        "db_latency": 400,  # each burst holds its requests for a while
+    }
+    burst = {"mode": "burst", "count": 50, "payload": payload}
+    single = {"mode": "single", "payload": payload}
+    async with running_lab(max_burst_count=50, max_queued_requests=100, max_in_flight=200) as lab:
+        first = asyncio.create_task(lab.http.post("/v1/traffic/generate", json=burst))
+        second = asyncio.create_task(lab.http.post("/v1/traffic/generate", json=burst))
+        await asyncio.sleep(0.2)  # both are running
+        refused = await lab.http.post("/v1/traffic/generate", json=burst)
+        refused_single = await lab.http.post("/v1/traffic/generate", json=single)
+        done = [await first, await second]
+        assert [a.status_code for a in done] == [200, 200]
+        assert refused.status_code == refused_single.status_code == 409
+        assert "FAILURE_LAB_MAX_QUEUED_REQUESTS" in refused.json()["detail"]
+        assert "next to the 100" in refused.json()["detail"]
+        totals = (await lab.http.get("/v1/traffic/statistics")).json()["totals"]
+        assert totals["sent"] == 100  # the refused ones sent nothing
+        again = await lab.http.post("/v1/traffic/generate", json=burst)  # room again
+        assert again.status_code == 200
