@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 SYNCED := $(VENV)/.synced
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UV_VERSION := 0.13.8
-# Debian packages: the test suite starts real redis-server and prometheus; benchmarks use wrk.
-APT_PACKAGES := redis-server prometheus wrk
+# Debian packages: the test suite starts a real redis-server; benchmarks use wrk. Prometheus
+# and promtool come from `make backends`, at the version of .env.
+APT_PACKAGES := redis-server wrk
 
 .PHONY: demo serve test lint typecheck pytest backends system-deps bench clean
 
@@ -43,8 +44,6 @@ bench: system-deps $(SYNCED)
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
-	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \

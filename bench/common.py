@@ -1,4 +1,5 @@
-"""What every benchmark here needs: free loopback ports, core pinning, wrk, process CPU.
+"""What every benchmark here needs: free loopback ports, core pinning, wrk, process CPU, and
+the pinned backends ``make backends`` builds.
 
 The machine has two cores: a server under test is pinned to one and its load to the other,
 so the figures compare variants rather than the scheduler's mood.
@@ -20,6 +21,18 @@ from simulator.server import free_port as free_port  # re-exported for the bench
 SERVER_CORE = 1
 LOAD_CORE = 0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BACKENDS_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "backends.sh"
+
+
+def backend(name: str) -> str:
+    """The program ``name`` (``prometheus``, ``promtool``, ``jaeger``, ``vegeta``) at the
+    version of ``.env``, as ``make backends`` builds it."""
+    done = subprocess.run(
+        ["bash", str(BACKENDS_SCRIPT), "path", name], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{done.stderr.strip() or name + ' is not built'} (run `make backends`)")
+    return done.stdout.strip()
 
 
 def can_pin() -> bool:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     SERVER_CORE,
     WrkResult,
+    backend,
     free_port,
     pinned,
     wait_port,
@@ -185,7 +186,7 @@ def main() -> None:
         workdir = Path(tmp)
         sim_port, prom_port, shim_port = free_port(), free_port(), free_port()
         prometheus = [
-            "prometheus",
+            backend("prometheus"),
             f"--config.file={prometheus_config(workdir, sim_port)}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",

@@ -6,9 +6,9 @@ wrote its own formulas they would drift apart. So each figure is data: a small P
 :func:`evaluate` computes on a ring, and both sources turn the answers into figures with the
 same rules for "no data" (:func:`red_figures`, :func:`latency_summaries`).
 
-The ring matches labels by equality only; other matchers (``=~`` for the error statuses) are
-applied here, by grouping the ring's answer by their labels and adding the groups that match.
-Regexes are anchored at both ends, as in PromQL.
+The ring matches labels by equality itself; other matchers (``=~`` for the error statuses) are
+handed to it as a test of each series' labels, so the matching series are added in one sum as
+in PromQL. Regexes are anchored at both ends, as in PromQL.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from exporter.promql import divide, to_millis
-from exporter.sampling import SampleRing, scalar
+from exporter.sampling import SampleRing, Where, scalar
 from exporter.sources.base import LatencySummary, RedFigures
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
@@ -271,15 +271,18 @@ def _sum_of(
     at: float | None,
 ) -> float | None:
     equal = {m.label: m.value for m in selector.matchers if m.op == "="}
-    others = [m for m in selector.matchers if m.op != "="]
-    by = tuple(dict.fromkeys(m.label for m in others))
+    others = tuple(m for m in selector.matchers if m.op != "=")
     query = ring.rate if function == "rate" else ring.increase
-    total: float | None = None
-    for key, value in query(selector.metric, window, equal, by, at=at).items():
-        labels = dict(zip(by, key, strict=True))
-        if all(m.matches(labels[m.label]) for m in others):
-            total = value if total is None else total + value
-    return total
+    # One sum over every selected series, as PromQL adds them (not a sum of partial sums).
+    result = query(selector.metric, window, equal, at=at, where=_matching(others))
+    return scalar(result)
+
+
+def _matching(matchers: tuple[Matcher, ...]) -> Where | None:
+    """The test of a series' labels for the matchers the ring does not apply itself."""
+    if not matchers:
+        return None
+    return lambda labels: all(m.matches(labels.get(m.label, "")) for m in matchers)
 
 
 # --- answers to figures ------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 In embedded mode there is no Prometheus to scrape the app: :class:`SampleRing` plays its part.
 It samples the app's own ``CollectorRegistry`` (once a second from :meth:`SampleRing.run`),
 keeps the newest ``capacity`` snapshots, and answers ``sum by (...) (rate(...))``,
-``increase``, ``histogram_quantile`` and instant sums with the numbers Prometheus 2.42 would
-give for the same samples (:mod:`exporter.promql` does the arithmetic).
+``increase``, ``histogram_quantile`` and instant sums with the numbers Prometheus 3.13.1 would
+give for the same samples (:mod:`exporter.promql` does the arithmetic and says where that
+differs from Prometheus 2).
 
 Storage is columnar: every series (sample name plus labels) gets a column number the first
 time it is seen, and a snapshot is one ``array('d')`` of values indexed by column, 8 bytes a
@@ -32,7 +33,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry
 
-from exporter.promql import bucket_quantile, extrapolate, raw_change, to_millis
+from exporter.promql import bucket_quantile, extrapolate, raw_change, sum_by, to_millis
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ STALE_BITS: Final = 0x7FF0000000000002
 """Prometheus's stale marker: a NaN with this exact bit pattern."""
 STALE_NAN: Final[float] = struct.unpack("<d", struct.pack("<Q", STALE_BITS))[0]
 LOOKBACK_SECONDS: Final = 300.0
-"""How far back an instant selector looks for a sample (Prometheus's default lookback)."""
+"""How far back an instant selector looks for a sample (Prometheus's default lookback); as a
+range, left-open: a sample exactly this old is not seen."""
 _CREATED_SUFFIX: Final = MappingProxyType(
     {
         "counter": "_created",
@@ -52,6 +54,8 @@ _CREATED_SUFFIX: Final = MappingProxyType(
 _STALE_BYTES: Final = struct.pack("<Q", STALE_BITS)
 
 Matchers = Mapping[str, str]
+Where = Callable[[Mapping[str, str]], bool]
+"""A further test of a series' labels, given only the labels the series has."""
 Result = dict[tuple[str, ...], float]
 """Values keyed by the values of the ``by`` labels, in the order given ("" when absent)."""
 
@@ -74,8 +78,10 @@ def scalar(result: Mapping[tuple[str, ...], float]) -> float | None:
 class SampleRing:
     """The newest ``capacity`` snapshots of every sample in ``registry``.
 
-    Queries take a range ``[at - window, at]``, both ends included as in Prometheus 2.42,
-    where ``at`` defaults to the newest snapshot's time; ``window`` and ``at`` are seconds.
+    Queries take a range ``(at - window, at]``, left-open as in Prometheus 3: a snapshot at
+    exactly ``at - window`` is not in it. ``at`` defaults to the newest snapshot's time;
+    ``window`` and ``at`` are seconds. Sums are PromQL's (compensated, see
+    :func:`exporter.promql.sum_by`), adding series in the order they first appeared.
     """
 
     def __init__(
@@ -171,9 +177,11 @@ class SampleRing:
         by: Sequence[str] = (),
         *,
         at: float | None = None,
+        where: Where | None = None,
     ) -> Result:
-        """``sum by (by) (rate(name{matchers}[window]))``: per-second rates of counters."""
-        return self._extrapolated(name, window, matchers, by, at, is_rate=True)
+        """``sum by (by) (rate(name{matchers}[window]))``: per-second rates of counters.
+        ``where``, if given, must also hold for a series' labels for it to be selected."""
+        return self._extrapolated(name, window, matchers, by, at, where, is_rate=True)
 
     def increase(
         self,
@@ -183,9 +191,10 @@ class SampleRing:
         by: Sequence[str] = (),
         *,
         at: float | None = None,
+        where: Where | None = None,
     ) -> Result:
         """``sum by (by) (increase(name{matchers}[window]))``: extrapolated counter growth."""
-        return self._extrapolated(name, window, matchers, by, at, is_rate=False)
+        return self._extrapolated(name, window, matchers, by, at, where, is_rate=False)
 
     def histogram_quantile(
         self,
@@ -204,7 +213,7 @@ class SampleRing:
         """
         grouped: dict[tuple[str, ...], list[tuple[float, float]]] = {}
         bucket_rates = self._extrapolated(
-            name + "_bucket", window, matchers, (*by, "le"), at, is_rate=True
+            name + "_bucket", window, matchers, (*by, "le"), at, None, is_rate=True
         )
         for key, value in bucket_rates.items():
             bound = _parse_bound(key[-1])
@@ -221,23 +230,23 @@ class SampleRing:
         at: float | None = None,
     ) -> Result:
         """``sum by (by) (name{matchers})``: gauge values in the newest snapshot at or before
-        ``at``, if it is at most five minutes old."""
+        ``at``, if it is less than five minutes old."""
         end = self._end(at)
         if end is None:
             return {}
         row = None
         for moment, candidate, _ in reversed(self._snapshots):
             if moment <= end:
-                if moment >= end - to_millis(LOOKBACK_SECONDS):
+                if moment > end - to_millis(LOOKBACK_SECONDS):
                     row = candidate
                 break
         if row is None:
             return {}
-        out: Result = {}
-        for column in self._select(name, matchers):
-            if column < len(row) and not is_stale(value := row[column]):
-                _add(out, self._group(column, by), value)
-        return out
+        return sum_by(
+            (self._group(column, by), value)
+            for column in self._select(name, matchers, None)
+            if column < len(row) and not is_stale(value := row[column])
+        )
 
     def _extrapolated(
         self,
@@ -246,6 +255,7 @@ class SampleRing:
         matchers: Matchers | None,
         by: Sequence[str],
         at: float | None,
+        where: Where | None,
         *,
         is_rate: bool,
     ) -> Result:
@@ -260,7 +270,7 @@ class SampleRing:
         rows: list[array[float]] = []
         complete: list[bool] = []
         for moment, row, full in reversed(self._snapshots):
-            if moment < start:
+            if moment <= start:  # left-open: a snapshot at the start is not in the range
                 break
             if moment <= end:
                 times.append(moment)
@@ -270,39 +280,41 @@ class SampleRing:
             return {}
         times.reverse()
         rows.reverse()
-        columns = self._select(name, matchers)
-        out: Result = {}
-        for column, points in _series_points(columns, times, rows, all(complete)):
-            first, last, values = points
-            value = extrapolate(
-                raw_change(values, True),
-                values[0],
-                first,
-                last,
-                len(values),
-                start,
-                end,
-                is_counter=True,
-                is_rate=is_rate,
+        series = _series_points(self._select(name, matchers, where), times, rows, all(complete))
+        return sum_by(
+            (
+                self._group(column, by),
+                extrapolate(
+                    raw_change(values, True),
+                    values[0],
+                    first,
+                    last,
+                    len(values),
+                    start,
+                    end,
+                    is_counter=True,
+                    is_rate=is_rate,
+                ),
             )
-            _add(out, self._group(column, by), value)
-        return out
+            for column, (first, last, values) in series
+        )
 
     def _end(self, at: float | None) -> int | None:
         if at is not None:
             return to_millis(at)
         return self._snapshots[-1][0] if self._snapshots else None
 
-    def _select(self, name: str, matchers: Matchers | None) -> Sequence[int]:
+    def _select(self, name: str, matchers: Matchers | None, where: Where | None) -> Sequence[int]:
         columns = self._by_name.get(name, [])
-        if not matchers:
+        if not matchers and where is None:
             return columns
-        wanted = tuple(matchers.items())
+        wanted = tuple((matchers or {}).items())
         labels = self._labels
         return [
             column
             for column in columns
             if all(labels[column].get(label, "") == value for label, value in wanted)
+            and (where is None or where(labels[column]))
         ]
 
     def _group(self, column: int, by: Sequence[str]) -> tuple[str, ...]:
@@ -337,16 +349,6 @@ def _series_points(
                 values.append(value)
         if len(values) >= 2:
             yield column, (kept_times[0], kept_times[-1], values)
-
-
-def _add(out: Result, key: tuple[str, ...], value: float) -> None:
-    """Add in the order series are met, starting from the first value, as PromQL's ``sum``.
-
-    Series are met in the order they first appeared in the registry. Prometheus adds in the
-    order its storage returns series; with three or more terms a different order can change
-    the last bit of a sum."""
-    previous = out.get(key)
-    out[key] = value if previous is None else previous + value
 
 
 def _parse_bound(text: str) -> float | None:

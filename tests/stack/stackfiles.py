@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.support.backends import backend_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "prometheus"
@@ -46,17 +46,9 @@ _KEYWORDS = frozenset(
 
 
 def promtool() -> str:
-    """The ``promtool`` binary; a missing one fails the test with how to install it."""
-    found = shutil.which("promtool") or (
-        "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None
-    )
-    if found is None:
-        pytest.fail(
-            "promtool is not installed, and these tests need it: install Prometheus "
-            "(Debian/Ubuntu: apt-get install prometheus) and run again",
-            pytrace=False,
-        )
-    return found
+    """The pinned ``promtool`` (``make backends``); an unbuilt one fails the test with how to
+    build it."""
+    return str(backend_binary("promtool"))
 
 
 def load_yaml(path: Path) -> Any:

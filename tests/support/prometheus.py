@@ -1,17 +1,24 @@
 """A real Prometheus of one test's own, scraping the given targets every second.
 
-Tests of the metrics figures compare against the real thing, so this starts Debian's
-``prometheus`` on a free loopback port with its storage in the test's folder. It can be
-killed and started again on the same port and storage, as a server that crashes and comes
-back. Starting and waiting are async: the app under test is served by the same event loop,
-and blocking it would make Prometheus's scrapes of it fail. A missing ``prometheus`` fails
-the test with how to install it; it never skips.
+Tests of the metrics figures compare against the real thing, so this starts the pinned
+Prometheus (3.13.1, the stack's version, as ``make backends`` builds it; see
+:mod:`tests.support.backends`) on a free loopback port with its storage in the test's folder.
+It can be killed and started again on the same port and storage, as a server that crashes and
+comes back. Starting and waiting are async: the app under test is served by the same event
+loop, and blocking it would make Prometheus's scrapes of it fail. An unbuilt ``prometheus``
+fails the test with how to build it; it never skips.
+
+Ready is not scraping: Prometheus answers ``/-/ready`` within a fraction of a second, but its
+scrape manager takes the discovered targets only at its first reload, 5 s after start (the
+hidden ``--scrape.discovery-reload-interval``), and scrapes each at its own offset within the
+interval after that. :meth:`PrometheusProcess.start` waits for readiness only; a test that
+needs data waits for it with :meth:`~PrometheusProcess.wait_for_samples` or
+:meth:`~PrometheusProcess.wait_for_scrape`, whose timeouts allow for those 5 to 6 s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -20,24 +27,12 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 import httpx
-import pytest
 import yaml
 
+from tests.support.backends import backend_binary
 from tests.support.servers import free_port
 
-DEBIAN_BINARY = "/usr/bin/prometheus"
 _START_ATTEMPTS = 3
-
-
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus") or (DEBIAN_BINARY if Path(DEBIAN_BINARY).exists() else None)
-    if found is None:
-        pytest.fail(
-            "prometheus is not installed, and these tests need a real one: install it "
-            "(Debian/Ubuntu: apt-get install prometheus) and run again",
-            pytrace=False,
-        )
-    return found
 
 
 def simple_config(
@@ -75,7 +70,7 @@ class PrometheusProcess:
         extra_args: Sequence[str] = (),
         config: Callable[[int], dict[str, Any]] | None = None,
     ) -> None:
-        self._binary = prometheus_binary()
+        self._binary = str(backend_binary("prometheus"))
         self._workdir = workdir
         self._config = workdir / "prometheus.yml"
         self._storage = workdir / "data"
@@ -85,6 +80,7 @@ class PrometheusProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._started_once = False
+        self._target_count = 0
         self._make_config = config or (
             lambda _port: simple_config(targets, scrape_interval, rule_files)
         )
@@ -117,6 +113,7 @@ class PrometheusProcess:
 
     def _spawn(self) -> None:
         document = self._make_config(self.port)
+        self._target_count = _static_targets(document)
         self._config.write_text(yaml.safe_dump(document, sort_keys=False))
         command = [
             self._binary,
@@ -183,13 +180,19 @@ class PrometheusProcess:
             await asyncio.sleep(0.2)
 
     async def wait_for_scrape(self, after: float, timeout: float = 15.0) -> float:
-        """Wait until every target has been scraped at a time later than ``after`` (Unix
-        seconds); the time of the oldest of those newest scrapes."""
+        """Wait until every configured target has been scraped at a time later than ``after``
+        (Unix seconds); the time of the oldest of those newest scrapes.
+
+        A target not yet scraped at all has no ``up`` series, so the scrapes are counted
+        against the targets of the configuration rather than against the ``up`` series.
+        """
+        if self._target_count == 0:
+            raise ValueError("the configuration scrapes no targets")
         deadline = time.monotonic() + timeout
         while True:
-            result = await self.query("min(timestamp(up))")
-            if result and (scraped := float(result[0]["value"][1])) > after:
-                return scraped
+            result = await self.query(f"timestamp(up) > {after:.3f}")
+            if len(result) >= self._target_count:
+                return min(float(series["value"][1]) for series in result)
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"no scrape after {after:.3f} within {timeout:g} s\n{self.log_tail()}"
@@ -207,3 +210,12 @@ class PrometheusProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.kill()
+
+
+def _static_targets(document: dict[str, Any]) -> int:
+    """How many targets a configuration document scrapes (all are static here)."""
+    return sum(
+        len(group.get("targets", []))
+        for job in document.get("scrape_configs") or []
+        for group in job.get("static_configs", [])
+    )

@@ -5,9 +5,11 @@ and intervals are powers of two where possible, so every expected value is exact
 ``SampleRing`` on a real ``CollectorRegistry`` with a scripted clock; and random series (counters
 with resets, histograms with the project's buckets, series appearing, vanishing and missing
 from single snapshots) replayed both into a ``SampleRing`` and into ``promtool test rules``,
-whose expected samples are the ring's answers. promtool 2.42 compares expected and actual
-samples with ``reflect.DeepEqual``: no tolerance, so a pass means equal floats. NaN is never
-equal to itself there, so NaN answers are checked as ``count(E != E)``.
+whose expected samples are the ring's answers. promtool is the pinned 3.13.1 (``make
+backends``), the Prometheus of the stack; without ``fuzzy_compare`` it compares expected and
+actual samples with ``cmp.Equal``: no tolerance, so a pass means equal floats. NaN is never
+equal to itself there, so NaN answers are checked as ``count(E != E)``. The edges where
+Prometheus 3 differs from 2.x are pinned down one by one in ``test_promql_edges.py``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ import asyncio
 import logging
 import math
 import random
-import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString as _float_to_go_string
@@ -34,6 +33,7 @@ from prometheus_client.utils import floatToGoString as _float_to_go_string
 from exporter.promql import bucket_quantile, extrapolated_rate, range_seconds
 from exporter.sampling import Result, SampleRing, scalar
 from simulator.telemetry.buckets import LATENCY_BUCKETS
+from tests.support.promtool import run_rule_tests as run_promtool
 
 INF = math.inf
 
@@ -49,18 +49,24 @@ BOUNDS = (*LATENCY_BUCKETS, INF)
 # --- extrapolated_rate ----------------------------------------------------------------------
 
 Points = list[tuple[float, float]]
+WINDOW_START: Points = [(0, 0), (8, 16), (16, 24), (24, 32), (32, 40)]
+RESETS: Points = [(0, 5), (8, 8), (16, 2), (24, 1), (32, 4)]
 
 RATE_CASES: list[tuple[str, Points, float, float, bool, bool, float | None]] = [
     # id, points, range start, range end, is_counter, is_rate, expected
-    ("aligned increase", [(0, 0), (8, 8), (16, 16), (24, 24), (32, 32)], 0, 32, True, False, 32.0),
-    ("aligned rate", [(0, 0), (8, 8), (16, 16), (24, 24), (32, 32)], 0, 32, True, True, 1.0),
+    # The range (0, 32] leaves out the sample at 0 s: 16 -> 40 from 8 s, the 8 s gap (under
+    # 8.8) extrapolated over, the zero point (16 s back) farther: 24 * 32/24. (2.x: 40.)
+    ("sample at the range start left out", WINDOW_START, 0, 32, True, False, 32.0),
+    ("sample at the range start left out, rate", WINDOW_START, 0, 32, True, True, 1.0),
+    ("two points, one at the range start", [(0, 1), (8, 2)], 0, 8, True, True, None),
     # Gaps of 8 s at both ends, under 1.1 x the 8 s interval: extrapolated over fully.
     ("both gaps extrapolated", [(8, 10), (16, 18), (24, 26)], 0, 32, True, False, 32.0),
     ("both gaps extrapolated, rate", [(8, 10), (16, 18), (24, 26)], 0, 32, True, True, 1.0),
-    # Gaps of 16 s at both ends (the zero point cuts the start to 10 s, still over 8.8 s):
-    # half an interval (4 s) at each end, 16 s in all, twice the sampled 8 s.
+    # Gaps of 16 s at both ends, over 8.8 s: half an interval (4 s) at each end (the zero
+    # point, 10 s back, is farther), 16 s in all, twice the sampled 8 s.
     ("both gaps limited", [(16, 10), (24, 18)], 0, 64, True, False, 16.0),
     ("both gaps limited, rate", [(16, 10), (24, 18)], 0, 64, True, True, 0.25),
+    # Only 8 s and 16 s are in (0, 20]: 8 s back (the zero point is as far) and 4 s forward.
     ("end gap extrapolated", [(0, 0), (8, 8), (16, 16)], 0, 20, True, False, 20.0),
     ("end gap extrapolated, rate", [(0, 0), (8, 8), (16, 16)], 0, 20, True, True, 1.0),
     # 1 at 8 s rising 0.5/s: zero at 6 s, so 26 s of growth to 32 s, not 32 s.
@@ -68,19 +74,15 @@ RATE_CASES: list[tuple[str, Points, float, float, bool, bool, float | None]] = [
     ("zero clamp, rate", [(8, 1), (16, 5), (24, 9)], 0, 32, True, True, 0.40625),
     ("no zero clamp for gauges", [(8, 1), (16, 5), (24, 9)], 0, 32, False, False, 16.0),
     ("zero clamp at first value 0", [(8, 0), (16, 4), (24, 8), (32, 12)], 0, 32, True, False, 12.0),
-    # 5 -> 8, reset to 2, reset to 1, -> 4: -1 + 8 + 2.
-    ("counter resets", [(0, 5), (8, 8), (16, 2), (24, 1), (32, 4)], 0, 32, True, False, 9.0),
-    (
-        "counter resets, rate",
-        [(0, 5), (8, 8), (16, 2), (24, 1), (32, 4)],
-        0,
-        32,
-        True,
-        True,
-        0.28125,
-    ),
-    ("gauge decrease", [(0, 5), (8, 8), (16, 2), (24, 1), (32, 4)], 0, 32, False, False, -1.0),
-    ("no change", [(0, 7), (32, 7)], 0, 32, True, True, 0.0),
+    # Start gap 16 s, over 8.8 s: half an interval (4 s) first, then the zero point (6 s back)
+    # is not shorter: 8 * 12/8. (2.x cut to the zero point first, then extrapolated 6 s: 14.)
+    ("half an interval before the zero point", [(16, 6), (24, 14)], 0, 24, True, False, 12.0),
+    # 5 -> 8, reset to 2, reset to 1, -> 4: -1 + 8 + 2 = 9, the 8 s gap before 0 s extrapolated
+    # over (the zero point is 17.8 s back): 9 * 40/32 over the 40 s range.
+    ("counter resets", RESETS, -8, 32, True, False, 11.25),
+    ("counter resets, rate", RESETS, -8, 32, True, True, 0.28125),
+    ("gauge decrease", RESETS, -8, 32, False, False, -1.25),
+    ("no change", [(0, 7), (16, 7), (32, 7)], 0, 32, True, True, 0.0),
     # Sub-second timestamps: a 0.5 s gap under 1.1 x 1 s, extrapolated over.
     ("milliseconds", [(0.5, 3), (1.5, 4), (2.5, 5)], 0, 2.5, True, False, 2.5),
     ("milliseconds, rate", [(0.5, 3), (1.5, 4), (2.5, 5)], 0, 2.5, True, True, 1.0),
@@ -134,6 +136,7 @@ def test_points_must_move_forward_in_time() -> None:
 
 Buckets = list[tuple[float, float]]
 B = [(1.0, 10.0), (2.0, 20.0), (4.0, 40.0), (INF, 40.0)]
+SLIGHTLY = 10.000000000001
 
 QUANTILE_CASES: list[tuple[str, float, Buckets, float]] = [
     ("inside second bucket", 0.5, B, 2.0),
@@ -147,6 +150,10 @@ QUANTILE_CASES: list[tuple[str, float, Buckets, float]] = [
     ("same bounds merged", 0.25, [(1.0, 5.0), (1.0, 5.0), (2.0, 20.0), (INF, 20.0)], 0.5),
     # le=2 counts 8 < 10: raised to 10, so rank 10 is reached in the lowest bucket.
     ("monotonicity fix", 0.5, [(1.0, 10.0), (2.0, 8.0), (4.0, 20.0), (INF, 20.0)], 1.0),
+    # 1e-12 over 10 is float rounding (relative 5e-14 < 1e-12): taken as 10, so every count
+    # is 10 and q=1 is reached at the top of the lowest bucket. (2.x: 2, in the second.)
+    ("rounding-size excess ignored", 1.0, [(1.0, 10.0), (2.0, SLIGHTLY), (INF, SLIGHTLY)], 1.0),
+    ("excess over the tolerance kept", 1.0, [(1.0, 10.0), (2.0, 10.0001), (INF, 10.0001)], 2.0),
     ("negative lowest bound returned", 0.2, [(-1.0, 5.0), (0.0, 10.0), (INF, 10.0)], -1.0),
     ("above a negative bound", 0.75, [(-1.0, 5.0), (0.0, 10.0), (INF, 10.0)], -0.5),
     ("lowest bound 0 returned", 0.25, [(0.0, 4.0), (1.0, 8.0), (INF, 8.0)], 0.0),
@@ -208,16 +215,18 @@ def test_rate_and_increase_of_a_counter() -> None:
     assert ring.rate("jobs_total", 32) == {(): 3.0}
     assert ring.rate("jobs_total", 32, {"route": "b"}) == {(): 1.0}
     assert scalar(ring.increase("jobs_total", 16, {"route": "a"})) == 32.0
-    # A window ending earlier, and one reaching before the first snapshot: the counter was
-    # at 2 at 1000 s rising 2/s, so the zero point at 999 s bounds the extrapolation.
+    # A window ending earlier, and one reaching 8 s before the first snapshot: over 1.1
+    # intervals, so half an interval is added, 16 * 8.5/8 (Prometheus 3 compares the gap with
+    # the threshold first; 2.x cut it to the zero point at 999 s first and added 1 s: 18).
     assert ring.increase("jobs_total", 8, {"route": "a"}, at=1016) == {(): 16.0}
-    assert ring.increase("jobs_total", 16, {"route": "a"}, at=1008) == {(): 18.0}
+    assert ring.increase("jobs_total", 16, {"route": "a"}, at=1008) == {(): 17.0}
     assert ring.rate("jobs_total", 32, {"route": "c"}) == {}
     assert ring.rate("unknown_total", 32) == {}
 
 
-def test_range_includes_both_ends() -> None:
-    """Prometheus 2.42 selects ``[at - window, at]``: the sample at ``at - window`` counts."""
+def test_range_is_left_open() -> None:
+    """Prometheus 3 selects ``(at - window, at]``: a sample at exactly ``at - window`` is not
+    in the range (2.x counted it), one a millisecond later is."""
     registry = CollectorRegistry()
     counter = Counter("jobs", "Jobs.", registry=registry)
     clock = FakeClock(10.0)
@@ -226,9 +235,11 @@ def test_range_includes_both_ends() -> None:
         counter.inc(amount)
         ring.sample()
         clock.now += 1
-    # With 11 s included: 11 - 2 over the whole 2 s window. Without it, 11 - 3 over 1 s,
-    # extrapolated back to the zero point at 11.625 s: 11.
-    assert ring.increase("jobs_total", 2, at=13) == {(): 9.0}
+    # Without 11 s: 11 - 3 over 1 s, extrapolated back to the zero point at 11.625 s: 11.
+    # (2.x, with 11 s: 11 - 2 over the whole 2 s window, 9.)
+    assert ring.increase("jobs_total", 2, at=13) == {(): 11.0}
+    # A millisecond more takes 11 s in: 9 over 2 s, plus the 1 ms gap at the start.
+    assert ring.increase("jobs_total", 2.001, at=13) == {(): 9 * ((2.0 + 0.001) / 2.0)}
 
 
 def _exposed(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
@@ -260,7 +271,7 @@ def test_ring_equals_direct_computation() -> None:
 
     end_ms = now_ms
     for window in (10, 30, 60):
-        inside = [(t / 1000, values) for t, values in history if end_ms - window * 1000 <= t]
+        inside = [(t / 1000, values) for t, values in history if end_ms - window * 1000 < t]
         start, end = end_ms / 1000 - window, end_ms / 1000
 
         rates = {
@@ -329,9 +340,9 @@ def test_removed_series_goes_stale_and_returns_as_a_reset() -> None:
     step()
     counter.labels("a").inc(5)  # 106 s
     step()
-    # 10 20 30 40 (gone) 5 10: 10 - 10, plus 40 at the reset; the window starts and ends
-    # on samples, so nothing is extrapolated.
-    assert ring.increase("jobs_total", 6) == {(): 40.0}
+    # (100 s, 106 s] holds 20 30 40 (gone) 5 10: 10 - 20, plus 40 at the reset, 30 over 5 s;
+    # the 1 s gap back to the range start is extrapolated over: 30 * 6/5.
+    assert ring.increase("jobs_total", 6) == {(): 36.0}
     assert ring.latest("jobs_total") == {(): 10.0}
     assert ring.latest("depth", at=103.5) == {(): 7.0}
     assert ring.latest("depth", at=99) == {}
@@ -566,7 +577,9 @@ def ask(method: str, *args: Any, **kwargs: Any) -> Query:
 
 
 # No sum here adds more than two series: promtool creates the input series in random order
-# (a Go map), and with three or more terms the order of float additions shows in the last bit.
+# (a Go map). Prometheus 3 sums with compensation, which makes the order matter far less, but
+# with three or more terms it can still show in the last bit. test_promql_edges.py checks a
+# sum of three on values whose compensated sum is the same in every order.
 EXPRESSIONS: list[tuple[str, tuple[str, ...], Query]] = [
     (f"rate({R}[30s])", BOTH, ask("rate", R, 30, by=BOTH)),
     (f"rate({R}[1500ms])", BOTH, ask("rate", R, 1.5, by=BOTH)),
@@ -639,16 +652,6 @@ EVAL_TIMES_MS = (
 a series that stopped, and ends after the last sample."""
 
 
-def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool is not installed: `sudo apt-get install prometheus` (Debian ships promtool "
-            "with it) or `make system-deps`; these tests need the real one and are never skipped"
-        )
-    return path
-
-
 def _values_text(values: Sequence[float | None]) -> str:
     seen = False
     words = []
@@ -718,12 +721,6 @@ def unit_test_file(families: Sequence[Family], tests: list[dict[str, Any]]) -> d
         "evaluation_interval": "1s",
         "tests": [{"interval": "1s", "input_series": input_series, "promql_expr_test": tests}],
     }
-
-
-def run_promtool(path: Path, document: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    command = [_promtool(), "test", "rules", str(path)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
 def replayed_ring(families: list[Family]) -> SampleRing:
