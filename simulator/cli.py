@@ -2,8 +2,9 @@
 
 ``serve`` is the embedded default: one process serving the simulated service and the
 whole contract. ``simulator`` is the same service for the compose stack. ``run`` runs a
-scenario file against either and judges it; ``demo`` is ``run`` on the shipped demo
-scenario. Server flags have ``FAILURE_LAB_*`` variables; flags win.
+scenario file (or a bundled one, by name) against either and judges it; ``demo`` is ``run``
+on the bundled demo; ``scenarios`` lists the bundled ones. Server flags have
+``FAILURE_LAB_*`` variables; flags win.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="A laboratory for distributed-systems failure."
 )
 
-DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "demo.yaml"
+DEMO_SCENARIO = "demo"
 
 Host = Annotated[str, typer.Option(envvar="FAILURE_LAB_HOST", help="Interface to bind.")]
 RedisUrl = Annotated[
@@ -111,7 +112,11 @@ def exporter(
 @app.command()
 def run(
     file: Annotated[
-        Path, typer.Argument(help="A scenario file (YAML); see scenarios/ and docs/scenarios.md.")
+        str,
+        typer.Argument(
+            help="A scenario file (YAML), or the name of a bundled one (failure-lab scenarios); "
+            "the format is in docs/scenarios.md."
+        ),
     ],
     target: Annotated[
         str | None,
@@ -144,24 +149,58 @@ def demo(
         "demo-report.json"
     ),
 ) -> None:
-    """The embedded default through a one-minute database fault (scenarios/demo.yaml),
+    """The embedded default through a one-minute database fault (the bundled demo),
     watched live, with its verdict, report, and one failed request's trace."""
     raise typer.Exit(_run_scenario(DEMO_SCENARIO, None, report, None))
 
 
-def _run_scenario(file: Path, target: str | None, report: Path | None, settle: float | None) -> int:
+@app.command()
+def scenarios(
+    show: Annotated[
+        str | None, typer.Option(help="Print this bundled scenario's file, to copy and edit.")
+    ] = None,
+) -> None:
+    """The bundled scenarios: run one with `failure-lab run NAME`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from simulator.scenario.catalog import bundled
+
+    catalog = bundled()
+    console = Console()
+    if show is not None:
+        entry = catalog.get(show.removesuffix(".yaml"))
+        if entry is None:
+            raise typer.BadParameter(f"no bundled scenario {show!r}; see failure-lab scenarios")
+        console.print(entry.text(), end="", markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table(box=None, show_header=False, padding=(0, 2, 1, 0))
+    table.add_column(no_wrap=True, style="bold")
+    table.add_column()
+    for entry in catalog.values():
+        table.add_row(entry.name, entry.description)
+    console.print(table)
+    console.print("Run one with `failure-lab run NAME`; copy one with `--show NAME`.")
+
+
+def _run_scenario(file: str, target: str | None, report: Path | None, settle: float | None) -> int:
     from rich.console import Console
 
-    from simulator.scenario.session import run_file
+    from simulator.scenario.catalog import UnknownScenario, scenario_path
+    from simulator.scenario.session import BAD_FILE, run_file
 
     logging.basicConfig(level=logging.WARNING)
     console = Console()
     try:
-        return asyncio.run(
-            run_file(
-                file, target=target, report_path=report, settle_seconds=settle, console=console
+        with scenario_path(file) as path:
+            return asyncio.run(
+                run_file(
+                    path, target=target, report_path=report, settle_seconds=settle, console=console
+                )
             )
-        )
+    except UnknownScenario as exc:
+        console.print(f"[bold red]bad scenario file[/] {exc}", highlight=False, soft_wrap=True)
+        return BAD_FILE
     except KeyboardInterrupt:
         console.print("interrupted: the job was stopped and the service restored")
         return 130

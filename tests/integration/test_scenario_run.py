@@ -24,7 +24,7 @@ from tests.support.labs import metrics_again, running_lab, sample
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.timeout(180)
-SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "simulator" / "scenario" / "bundled"
 
 OUTAGE = """\
 name: outage-check

@@ -17,7 +17,7 @@ from simulator.scenario.loader import ScenarioFileError, load_scenario, parse_sc
 from simulator.scenario.spec import FailurePatch, PipelineSpec
 from simulator.scenario.verdict import CheckResult, PhaseFigures, evaluate, passed
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "simulator" / "scenario" / "bundled"
 
 BASE = """\
 name: lab
@@ -458,7 +458,7 @@ def test_verdict_mixed() -> None:
 
 
 def test_the_documented_example_loads() -> None:
-    docs = (SCENARIOS.parent / "docs" / "scenarios.md").read_text()
+    docs = (SCENARIOS.parents[2] / "docs" / "scenarios.md").read_text()
     example = docs.split("```yaml\n", 1)[1].split("```", 1)[0]
     scenario = parse_scenario(example, "docs/scenarios.md")
     assert [phase.name for phase in scenario.phases] == ["warmup", "outage", "recovery"]

@@ -1,0 +1,1 @@
+"""The scenario files that ship with failure-lab: data read with ``importlib.resources``."""
