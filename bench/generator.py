@@ -5,7 +5,9 @@ separate process pinned to one core, pins this process to another, and runs the 
 scheduler at fixed rates, then raises the rate until the generator stops keeping up (achieved
 below 99% of the target, or requests dropped at the in-flight bound). The real engine (aiohttp,
 traced, spans to a batch processor whose exporter discards them) runs first; an httpx client
-under the same scheduler follows for comparison. All traffic goes to 127.0.0.1.
+under the same scheduler follows for comparison, and vegeta, an open-model load tool written
+in Go (``bench/vegeta.py``), runs the same rates against the same endpoint from the same core
+as a peer. All traffic goes to 127.0.0.1.
 
 As ``failure-lab serve`` does after start-up, the generator process moves what exists after the
 warm-up out of the garbage collector's view (``gc.freeze()``); ``--no-gc-freeze`` measures
@@ -43,6 +45,7 @@ from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import vegeta
 from bench.common import LOAD_CORE as GENERATOR_CORE
 from bench.common import SERVER_CORE, free_port, pinned, wait_port
 from failure_lab.control import JobSummary
@@ -332,7 +335,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=1, help="repeats per step (median kept)")
     parser.add_argument(
-        "--senders", default="aiohttp,httpx", help="comma-separated: aiohttp, httpx"
+        "--senders",
+        default="aiohttp,httpx,vegeta",
+        help="comma-separated: aiohttp, httpx, vegeta (the peer)",
     )
     parser.add_argument("--quick", action="store_true", help="2 s steps, short ceiling climb")
     parser.add_argument(
@@ -357,7 +362,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def main(args: argparse.Namespace) -> None:
     senders = [name.strip() for name in args.senders.split(",") if name.strip()]
-    unknown = [name for name in senders if name not in SENDERS]
+    unknown = [name for name in senders if name not in SENDERS and name != "vegeta"]
     if unknown:
         raise SystemExit(f"unknown sender(s) {unknown}; known: {', '.join(SENDERS)}")
     port = free_port()
@@ -366,6 +371,7 @@ async def main(args: argparse.Namespace) -> None:
         gc.set_threshold(*args.gc_threshold)
     url = f"http://127.0.0.1:{port}"
     results: dict[str, tuple[list[Step], list[Step], float | None]] = {}
+    peer: tuple[list[vegeta.VegetaStep], list[vegeta.VegetaStep], float | None] | None = None
     try:
         print(
             f"bare endpoint {url}, {args.seconds:g} s per step, repeat {args.repeat}, "
@@ -376,6 +382,18 @@ async def main(args: argparse.Namespace) -> None:
         print(HEADER)
         with GC_PAUSES:
             for name in senders:
+                if name == "vegeta":
+                    planner = RequestPlanner(users=100, rng=random.Random(1))
+                    peer = vegeta.climb(
+                        url,
+                        (planner.next() for _ in range(vegeta.TARGETS)),
+                        args.rates,
+                        args.ceiling_rates,
+                        args.seconds,
+                        MAX_IN_FLIGHT,
+                        HOLD_RATIO,
+                    )
+                    continue
                 results[name] = await bench_sender(
                     name,
                     url,
@@ -397,6 +415,9 @@ async def main(args: argparse.Namespace) -> None:
     for fixed, climb, _highest in results.values():
         for step in [*fixed, *climb]:
             print(row(step))
+    if peer is not None:
+        for peer_step in [*peer[0], *peer[1]]:
+            print(vegeta.row(peer_step))
     print()
     for name, (_fixed, climb, highest) in results.items():
         held = f"{highest:g} req/s" if highest is not None else "below the first ceiling rate"
@@ -412,6 +433,10 @@ async def main(args: argparse.Namespace) -> None:
             f", median lag p99 while holding {statistics.median(lags):.2f} ms" if lags else ""
         )
         print(f"{name:<8} open-model ceiling: {held}{note}{lag_note}")
+    if peer is not None:
+        highest = peer[2]
+        held = f"{highest:g} req/s" if highest is not None else "below the first ceiling rate"
+        print(f"{'vegeta':<8} open-model ceiling: {held}")
 
 
 def host_speed_ms() -> float:
