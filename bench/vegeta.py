@@ -7,7 +7,8 @@ with ``GOMAXPROCS=1``, against the same endpoint, sending the same rotation of r
 generator plans (methods, paths and JSON bodies), with at most as many requests in flight.
 Its figures come from its own results: ``vegeta encode`` gives each request's sequence number
 and actual send time, so start lag is the send time minus ``t0 + seq / rate`` (``t0`` the
-earliest origin no send precedes), as the generator measures it; CPU is the process's own (``wait4``).
+earliest origin no send precedes), as the generator measures it; CPU is the process's own
+(``wait4``).
 """
 
 from __future__ import annotations
