@@ -292,3 +292,28 @@ def test_grafana_variables_substitute_as_grafana_would() -> None:
     assert substitute("increase(x[${__range}])") == "increase(x[1m])"
     with pytest.raises(KeyError):
         substitute('rate(x{job=~"$job"}[1m])')
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_no_trace_id_query_runs_while_its_variable_can_be_empty(name: str) -> None:
+    """Grafana's Jaeger data source answers a trace-ID query with an empty ID with an error
+    ("traceID is empty"). A panel that looks a trace up by a variable sits in a collapsed row,
+    which runs no query until someone opens it."""
+    dashboard = load_dashboard(DASHBOARDS[name])
+    collapsed = {
+        id(inner)
+        for row in dashboard["panels"]
+        if row["type"] == "row" and row.get("collapsed")
+        for inner in row.get("panels", [])
+    }
+    lookups = [
+        panel
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+        if target.get("datasource", {}).get("type") == "jaeger"
+        and not target.get("queryType")
+        and "$" in target.get("query", "")
+    ]
+    assert [panel["title"] for panel in lookups if id(panel) not in collapsed] == []
+    if name == "traces":
+        assert [panel["type"] for panel in lookups] == ["traces"]
