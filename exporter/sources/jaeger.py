@@ -4,8 +4,12 @@
 and start-time window; both answer OTLP/JSON (see ``exporter.otlp_json``). The snake_case
 search parameters are used because every v2 release accepts them (newer ones also accept
 camelCase names and keep these as aliases), and ``query.num_traces`` is always sent since
-older releases take a missing one as 0 and fail. "No traces found" is a 404 whose body is a
-JSON error, sent as text/plain; answers are parsed whatever their content type.
+older releases take a missing one as 0 and fail. Traces are read raw (``raw_traces``): Jaeger's
+query adjusters, which run otherwise, sort each span's events by name and, in its memory
+store, modify the stored trace itself, adding a warning to a span whose parent has not
+arrived on every read, so a shim polling every second would grow Jaeger's memory. "No
+traces found" is a 404 whose body is a JSON error, sent as text/plain; answers are parsed
+whatever their content type.
 
 The live feed's ``updates`` has no cursor to resume from in Jaeger, so each poll searches a
 trailing window (spans reach Jaeger seconds after they end, so the window reaches back
@@ -89,7 +93,7 @@ class JaegerSource:
         if not 0 < trace_id < _TRACE_ID_END:
             raise ValueError(f"not a 128-bit trace id: {trace_id}")
         request_id = trace_id_to_uuid(trace_id)
-        status, body = await self._get(f"/api/v3/traces/{trace_id:032x}")
+        status, body = await self._get(f"/api/v3/traces/{trace_id:032x}", {"raw_traces": "true"})
         if status == 404 and _jaeger_error(body) is not None:
             raise TraceNotFound(request_id, may_still_arrive=True, backend=BACKEND)
         _raise_for_status(status, body)
@@ -100,13 +104,16 @@ class JaegerSource:
 
     async def recent(self, limit: int, lookback_seconds: float) -> list[SpanRecord]:
         """The server span of each of the newest ``limit`` requests of the service that
-        started within ``lookback_seconds``, newest first."""
+        started within ``lookback_seconds``, newest first.
+
+        Jaeger answers the traces that reached it last, in no order within one batch of
+        spans it received, so twice as many are asked for and the newest by start kept."""
         if lookback_seconds <= 0:
             raise ValueError("lookback_seconds must be positive")
         if limit <= 0:
             return []
         now = time.time_ns()
-        spans = await self._search(now - round(lookback_seconds * 1e9), now, limit)
+        spans = await self._search(now - round(lookback_seconds * 1e9), now, 2 * limit)
         return first_server_spans(spans, self._service, limit)
 
     async def updates(self, cursor: object | None) -> TraceUpdates:
@@ -159,6 +166,7 @@ class JaegerSource:
             "query.start_time_min": rfc3339_nano(start_min),
             "query.start_time_max": rfc3339_nano(start_max),
             "query.num_traces": str(num_traces),
+            "query.raw_traces": "true",
         }
         status, body = await self._get("/api/v3/traces", params)
         if status == 404 and _jaeger_error(body) is not None:

@@ -12,13 +12,18 @@ the app under test is served by the same event loop and must keep answering mean
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 import httpx
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan
 
 from tests.support.backends import ROOT, backend_binary
 from tests.support.servers import free_port
@@ -124,16 +129,59 @@ class JaegerProcess:
             return "(no log)"
         return self._log_path.read_text(errors="replace")[-chars:]
 
-    async def post_traces(self, body: bytes) -> None:
-        """One OTLP/HTTP export (protobuf ``ExportTraceServiceRequest``), as an SDK sends it."""
+    async def send(
+        self, spans: Sequence[ReadableSpan], request: ExportTraceServiceRequest | None = None
+    ) -> None:
+        """Export ``spans`` in one OTLP/HTTP request, encoded by the SDK's own encoder as
+        its OTLP exporter does (or ``request``, an encoding of them a test changed), and wait
+        until Jaeger serves every one of them."""
+        message = request if request is not None else encode_spans(spans)
         async with httpx.AsyncClient(timeout=10.0) as client:
             answer = await client.post(
                 f"{self.otlp_url}/v1/traces",
-                content=body,
+                content=message.SerializeToString(),
                 headers={"Content-Type": "application/x-protobuf"},
             )
         if answer.status_code != 200:
             raise AssertionError(f"jaeger refused spans: HTTP {answer.status_code} {answer.text}")
+        await self.wait_for(spans)
+
+    async def wait_for(self, spans: Sequence[ReadableSpan], timeout: float = 15.0) -> None:
+        """Until ``/api/v3/traces/{id}`` answers every span of ``spans`` (Jaeger stores what
+        it receives a batch later, up to 200 ms). Raw reads: they leave the store as it is."""
+        wanted: dict[int, set[int]] = {}
+        for span in spans:
+            assert span.context is not None
+            wanted.setdefault(span.context.trace_id, set()).add(span.context.span_id)
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.query_url, timeout=5.0) as client:
+            for trace_id, span_ids in wanted.items():
+                while not span_ids <= await _stored_span_ids(client, trace_id):
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"jaeger has not stored trace {trace_id:032x}")
+                    await asyncio.sleep(0.05)
+
+    async def answer(self, trace_id: int, *, raw: bool = True) -> dict[str, Any]:
+        """Jaeger's api_v3 answer for one trace, as JSON: raw, or adjusted (as the UI reads
+        it, which changes what Jaeger's memory store holds)."""
+        params = {"raw_traces": "true"} if raw else {}
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            answer = await client.get(
+                f"{self.query_url}/api/v3/traces/{trace_id:032x}", params=params
+            )
+        answer.raise_for_status()
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its ports (connections are still accepted by the
+        kernel) but answers nothing, as a hung backend; ``resume()`` continues it."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -146,3 +194,20 @@ class JaegerProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.kill()
+
+
+def spans_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The span objects of an api_v3 answer, in order."""
+    return [
+        span
+        for resource in answer.get("result", {}).get("resourceSpans", [])
+        for scope in resource.get("scopeSpans", [])
+        for span in scope.get("spans", [])
+    ]
+
+
+async def _stored_span_ids(client: httpx.AsyncClient, trace_id: int) -> set[int]:
+    answer = await client.get(f"/api/v3/traces/{trace_id:032x}", params={"raw_traces": "true"})
+    if answer.status_code != 200:
+        return set()
+    return {int(span["spanId"], 16) for span in spans_of(answer.json())}
