@@ -119,6 +119,8 @@ class _Client:
         past_bound = self.behind and self.behind + len(batch) > self.limit
         if past_bound and self.socket_wait(now) >= STALL_SECONDS:
             return False
+        if not batch:  # a tick with nothing to send still judges the client
+            return True
         try:
             self.queue.put_nowait(batch)
         except asyncio.QueueFull:
@@ -318,8 +320,7 @@ class LiveFeed:
             batch.extend(translated("trace_update", trace_update, updates.completed))
         for kind, count in Counter(kind for kind, _ in batch).items():
             self._metrics.ws_messages.labels(kind).inc(count)
-        if batch:
-            self._fan_out(tuple(text for _, text in batch))
+        self._fan_out(tuple(text for _, text in batch))
 
     async def _ask(self, role: Role, query: Awaitable[T], statuses: list[str]) -> T | None:
         """One query (bounded and watched by the runtime's sources); a change of the

@@ -50,6 +50,8 @@ __all__ = ["BACKEND", "JaegerCursor", "JaegerSource", "rfc3339_nano"]
 
 logger = logging.getLogger(__name__)
 BACKEND: Final = "jaeger"
+RECENT_SEARCHES: Final = 4
+"""Bound on the searches of one ``recent`` call (each narrower than the one before)."""
 _TRACE_ID_END: Final = 2**128
 
 
@@ -107,14 +109,24 @@ class JaegerSource:
         started within ``lookback_seconds``, newest first.
 
         Jaeger answers the traces that reached it last, in no order within one batch of
-        spans it received, so twice as many are asked for and the newest by start kept."""
+        spans it received, so a full answer may miss one of the newest. Every one of them
+        started no earlier than the ``limit``-th newest request found, so the search is
+        narrowed to start there until an answer is not full (then it holds them all)."""
         if lookback_seconds <= 0:
             raise ValueError("lookback_seconds must be positive")
         if limit <= 0:
             return []
         now = time.time_ns()
-        spans = await self._search(now - round(lookback_seconds * 1e9), now, 2 * limit)
-        return first_server_spans(spans, self._service, limit)
+        low = now - round(lookback_seconds * 1e9)
+        depth = 2 * limit
+        for _ in range(RECENT_SEARCHES):
+            spans = await self._search(low, now, depth)
+            newest = first_server_spans(spans, self._service, limit)
+            full = len({span.trace_id for span in spans}) >= depth
+            if not full or len(newest) < limit or newest[-1].start_unix_nano <= low:
+                break
+            low = newest[-1].start_unix_nano
+        return newest
 
     async def updates(self, cursor: object | None) -> TraceUpdates:
         """Requests (server spans, oldest first) and completed traces (root span present)

@@ -54,11 +54,16 @@ class Live:
 
 
 @asynccontextmanager
-async def live_server(send_buffer: int | None = None, **overrides: Any) -> AsyncIterator[Live]:
-    """The embedded app under uvicorn with the live feed wired in.
+async def live_server(
+    send_buffer: int | None = None,
+    app_for: Callable[[int], FastAPI] | None = None,
+    **overrides: Any,
+) -> AsyncIterator[Live]:
+    """The embedded app (or ``app_for(port)``, e.g. the stack's shim) under uvicorn with
+    the live feed wired in.
 
-    The app's own wiring is used when ``create_app`` provides it (``app.state.feed`` after
-    start-up, and the ``/ws`` route); otherwise the feed and its route are added here.
+    The app's own wiring is used when it provides it (``app.state.feed`` after start-up,
+    and the ``/ws`` route); otherwise the feed and its route are added here.
     ``send_buffer`` shrinks the kernel send buffer of every accepted connection, so a
     client that stops reading fills its socket after a few hundred messages.
     """
@@ -67,7 +72,7 @@ async def live_server(send_buffer: int | None = None, **overrides: Any) -> Async
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     listener.bind(("127.0.0.1", 0))
     port: int = listener.getsockname()[1]
-    app = create_app(Settings(port=port, **overrides))
+    app = app_for(port) if app_for is not None else create_app(Settings(port=port, **overrides))
     server = server_for(app, "127.0.0.1", port, grace=5, log_level="warning")
     serving = asyncio.create_task(server.serve(sockets=[listener]), name="test-server")
     async with asyncio.timeout(10):

@@ -13,26 +13,25 @@ error page in front of Jaeger looks like). A hung Jaeger is the real one stopped
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from opentelemetry import trace as trace_api
 
 from exporter.errors import SourceTimeout, SourceUnavailable, TraceNotFound
 from exporter.sources.jaeger import JaegerCursor, JaegerSource, rfc3339_nano
 from exporter.sources.readable import span_record
 from exporter.spans import SpanRecord, trace_id_to_uuid
 from tests.support.jaeger import JaegerProcess
-from tests.support.labs import Traffic, failing_then_healthy
+from tests.support.labs import Traffic
 from tests.support.servers import free_port
-from tests.support.spanmaker import late_child, other_service_server, requests_of
+from tests.support.spanmaker import other_service_server, requests_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,40 +49,8 @@ PAYLOAD: dict[str, Any] = {
 Call = Callable[[], Awaitable[object]]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def jaeger(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[JaegerProcess]:
-    """One Jaeger for the tests that only read what the traffic fixture sent it."""
-    async with JaegerProcess(tmp_path_factory.mktemp("jaeger")) as process:
-        yield process
-
-
-@pytest_asyncio.fixture
-async def own_jaeger(tmp_path: Path) -> AsyncIterator[JaegerProcess]:
-    """A Jaeger of the test's own, empty, which it may stop or fill as it likes."""
-    async with JaegerProcess(tmp_path) as process:
-        yield process
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def traffic(jaeger: JaegerProcess) -> Traffic:
-    """Two requests failing every database attempt, then three succeeding, whose spans the
-    app's own OTLP exporter sent to Jaeger."""
-    traffic = await failing_then_healthy(jaeger.otlp_url)
-    await jaeger.wait_for(traffic.spans)
-    return traffic
-
-
-def _timed(records: Sequence[SpanRecord]) -> list[SpanRecord]:
-    """The records with each one's events in time order: Jaeger's api_v3 sorts a span's
-    events by name (its SortCollections adjuster); the shim orders them by time."""
-    return [
-        dataclasses.replace(r, events=tuple(sorted(r.events, key=lambda e: e.time_unix_nano)))
-        for r in records
-    ]
-
-
 def _by_span_id(records: Sequence[SpanRecord]) -> list[SpanRecord]:
-    return sorted(_timed(records), key=lambda r: r.span_id)
+    return sorted(records, key=lambda r: r.span_id)
 
 
 def _types(record: SpanRecord) -> tuple[object, ...]:
@@ -154,8 +121,8 @@ async def test_recent_gives_the_newest_server_spans_of_the_service(
     url = own_jaeger.query_url
     newest = await _with(url, lambda s: s.recent(3, 60))
     everything = await _with(url, lambda s: s.recent(50, 120))
-    assert _timed(newest) == _timed([span_record(s) for s in servers[:3]])
-    assert _timed(everything) == _timed([span_record(s) for s in servers])
+    assert newest == [span_record(s) for s in servers[:3]]
+    assert everything == [span_record(s) for s in servers]
     assert {r.trace_id for r in everything} == set(traffic.trace_ids())
     assert all(r.kind == "server" and r.service_name == SERVICE for r in everything)
     # The gateway is a service of Jaeger's, and its server span is in the trace Jaeger
@@ -165,6 +132,25 @@ async def test_recent_gives_the_newest_server_spans_of_the_service(
     ]
     whole = await _with(url, lambda s: s.trace(servers[0].context.trace_id))
     assert span_record(gateway[0]) in whole
+
+
+async def test_recent_finds_the_newest_among_traces_that_arrived_together(
+    own_jaeger: JaegerProcess,
+) -> None:
+    """Thirty requests reach Jaeger in one export, so it holds them in no order: the five
+    newest by start are still the five answered."""
+    made = requests_of("explorer", 30)
+    await own_jaeger.send(made.spans)
+    servers = sorted(
+        (s for s in made.spans if s.kind is trace_api.SpanKind.SERVER),
+        key=lambda s: s.start_time or 0,
+        reverse=True,
+    )
+    for limit in (1, 5, 12):
+        newest = await _with(
+            own_jaeger.query_url, lambda s, n=limit: s.recent(n, 60), service="explorer"
+        )
+        assert newest == [span_record(s) for s in servers[:limit]]
 
 
 async def test_recent_keeps_to_its_window(traffic: Traffic, jaeger: JaegerProcess) -> None:
@@ -178,157 +164,10 @@ async def test_no_traces_found_is_an_empty_list(jaeger: JaegerProcess) -> None:
     assert await _with(jaeger.query_url, lambda s: s.recent(10, 60), service="nobody") == []
 
 
-# --- JaegerSource.updates ---------------------------------------------------------------------
-
-
-async def test_updates_report_each_request_and_completed_trace_once(
-    traffic: Traffic, own_jaeger: JaegerProcess
-) -> None:
-    origin = min(s.start_time or 0 for s in traffic.spans) - 1
-    first_two = traffic.trace_ids()[:2]
-    # The first two requests' spans have arrived except their roots (the generator's spans,
-    # which end last).
-    early = [
-        s
-        for s in traffic.spans
-        if s.context is not None and s.context.trace_id in first_two and s.parent is not None
-    ]
-    await own_jaeger.send(early)
-    servers = traffic.servers()
-    source = JaegerSource(own_jaeger.query_url, SERVICE, settle_seconds=600)
-    try:
-        start = await source.updates(None)
-        assert (start.requests, start.completed) == ([], [])
-        assert isinstance(start.cursor, JaegerCursor)
-
-        first = await source.updates(JaegerCursor(origin, origin))
-        assert first.requests == [span_record(s) for s in servers[:2]]
-        assert first.completed == []
-
-        await own_jaeger.send([s for s in traffic.spans if s not in early])
-        second = await source.updates(first.cursor)
-        assert second.requests == [span_record(s) for s in servers[2:]]
-        roots = sorted(
-            (s for s in traffic.spans if s.parent is None), key=lambda s: s.start_time or 0
-        )
-        assert [t[0].trace_id for t in second.completed] == [
-            s.context.trace_id for s in roots if s.context is not None
-        ]
-        for trace in second.completed:
-            expected = [span_record(s) for s in traffic.of_trace(trace[0].trace_id)]
-            assert _by_span_id(trace) == _by_span_id(expected)
-
-        third = await source.updates(second.cursor)
-        assert (third.requests, third.completed) == ([], [])
-    finally:
-        await source.aclose()
-
-
-async def test_updates_skip_traces_that_settled_before_the_window(
-    traffic: Traffic, jaeger: JaegerProcess
-) -> None:
-    origin = min(s.start_time or 0 for s in traffic.spans) - 1
-    late = await _with(
-        jaeger.query_url,
-        lambda s: s.updates(JaegerCursor(origin, time.time_ns())),
-        settle_seconds=0.001,
-    )
-    assert (late.requests, late.completed) == ([], [])
-
-
-async def test_updates_do_not_repeat_a_trace_once_it_left_the_window(
-    traffic: Traffic, own_jaeger: JaegerProcess
-) -> None:
-    """A span arriving late puts an old trace back into the search answer; it was reported
-    when it was new and is not reported again."""
-    await own_jaeger.send(traffic.spans)
-    origin = min(s.start_time or 0 for s in traffic.spans) - 1
-    source = JaegerSource(own_jaeger.query_url, SERVICE, settle_seconds=0.001)
-    server = traffic.servers()[0]
-    try:
-        first = await source.updates(JaegerCursor(origin, origin))
-        assert len(first.requests) == len(first.completed) == 5
-        assert isinstance(first.cursor, JaegerCursor)
-        cursor = JaegerCursor(origin, time.time_ns(), first.cursor.requests, first.cursor.traces)
-        late = late_child(server, SERVICE)
-        await own_jaeger.send(late)
-        assert span_record(late[0]) in await source.trace(server.context.trace_id)
-        again = await source.updates(cursor)
-    finally:
-        await source.aclose()
-    assert (again.requests, again.completed) == ([], [])
-
-
 def test_times_are_written_rfc3339_with_nanoseconds() -> None:
     assert rfc3339_nano(1_705_314_600_123_456_789) == "2024-01-15T10:30:00.123456789Z"
     assert rfc3339_nano(1_705_314_600_000_000_001) == "2024-01-15T10:30:00.000000001Z"
     assert rfc3339_nano(0) == "1970-01-01T00:00:00.000000000Z"
-
-
-def _requests_in(records: Sequence[SpanRecord]) -> set[int]:
-    return {r.trace_id for r in records}
-
-
-async def test_updates_report_every_new_trace_however_many_arrived(
-    own_jaeger: JaegerProcess,
-) -> None:
-    """More traces than one search's first page arrive between two polls, and the root of
-    an early trace arrives after hundreds of newer traces: each is reported, once."""
-    asked: list[int] = []
-
-    async def record(request: httpx.Request) -> None:
-        if request.url.path == "/api/v3/traces":
-            asked.append(int(request.url.params["query.num_traces"]))
-
-    service = "paged"
-    origin = time.time_ns()
-    first_batch = requests_of(service, 350)
-    held_back = first_batch.root(0)
-    await own_jaeger.send([s for s in first_batch.spans if s is not held_back])
-    async with httpx.AsyncClient(event_hooks={"request": [record]}) as client:
-        source = JaegerSource(own_jaeger.query_url, service, client=client, settle_seconds=600)
-        first = await source.updates(JaegerCursor(origin, origin))
-        assert _requests_in(first.requests) == set(first_batch.trace_ids)
-        assert len(first.requests) == 350
-        completed = {t[0].trace_id for t in first.completed}
-        assert completed == set(first_batch.trace_ids[1:])
-        assert asked == [100, 200, 400]  # twice as many until an answer is not full
-
-        second_batch = requests_of(service, 300)
-        await own_jaeger.send(second_batch.spans)
-        await own_jaeger.send([held_back])
-        asked.clear()
-        second = await source.updates(first.cursor)
-        assert _requests_in(second.requests) == set(second_batch.trace_ids)
-        assert len(second.requests) == 300
-        late_root = {t[0].trace_id for t in second.completed} - set(second_batch.trace_ids)
-        assert late_root == {first_batch.trace_ids[0]}
-        assert len(second.completed) == 301
-        # Sized from the previous poll: 1.5 x 350 traces, one waiting for its root, plus one.
-        assert asked[0] == 527
-
-        asked.clear()
-        third = await source.updates(second.cursor)
-        assert (third.requests, third.completed) == ([], [])
-        assert len(asked) == 1  # an answer reaching traces seen before is complete
-
-
-async def test_updates_read_at_most_the_bound_a_poll(
-    own_jaeger: JaegerProcess, caplog: pytest.LogCaptureFixture
-) -> None:
-    service = "bounded"
-    origin = time.time_ns()
-    batch = requests_of(service, 120)
-    await own_jaeger.send(batch.spans)
-    update = await _with(
-        own_jaeger.query_url,
-        lambda s: s.updates(JaegerCursor(origin, origin)),
-        service=service,
-        feed_max_traces=50,
-    )
-    assert len(update.requests) == len(update.completed) == 50
-    assert _requests_in(update.requests) <= set(batch.trace_ids)
-    assert "more new traces in Jaeger than feed_max_traces=50" in caplog.text
 
 
 # --- failures ---------------------------------------------------------------------------------

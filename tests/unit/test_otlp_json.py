@@ -11,11 +11,10 @@ import copy
 import gc
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.resources import Resource
@@ -31,25 +30,12 @@ from exporter.sources.readable import pack, span_record, unpack
 from exporter.spans import SpanRecord, trace_id_to_uuid
 from exporter.spanstore import SpanStore
 from tests.support.jaeger import JaegerProcess, spans_of
-from tests.support.labs import Traffic, failing_then_healthy
+from tests.support.labs import Traffic
 from tests.support.spanmaker import requests_of
 
 pytestmark = pytest.mark.timeout(60)
 
 SERVICE = "failure-lab-simulator"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def jaeger(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[JaegerProcess]:
-    async with JaegerProcess(tmp_path_factory.mktemp("jaeger")) as process:
-        yield process
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def traffic(jaeger: JaegerProcess) -> Traffic:
-    traffic = await failing_then_healthy(jaeger.otlp_url)
-    await jaeger.wait_for(traffic.spans)
-    return traffic
 
 
 async def _answer_of(jaeger: JaegerProcess, traffic: Traffic) -> dict[str, Any]:
