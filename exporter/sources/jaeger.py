@@ -50,7 +50,7 @@ __all__ = ["BACKEND", "JaegerCursor", "JaegerSource", "rfc3339_nano"]
 
 logger = logging.getLogger(__name__)
 BACKEND: Final = "jaeger"
-RECENT_SEARCHES: Final = 4
+RECENT_SEARCHES: Final = 6
 """Bound on the searches of one ``recent`` call (each narrower than the one before)."""
 _TRACE_ID_END: Final = 2**128
 
@@ -111,7 +111,8 @@ class JaegerSource:
         Jaeger answers the traces that reached it last, in no order within one batch of
         spans it received, so a full answer may miss one of the newest. Every one of them
         started no earlier than the ``limit``-th newest request found, so the search is
-        narrowed to start there until an answer is not full (then it holds them all)."""
+        narrowed to start there, asking for twice as many each time, until an answer is not
+        full (then it holds them all) or ``RECENT_SEARCHES`` were made."""
         if lookback_seconds <= 0:
             raise ValueError("lookback_seconds must be positive")
         if limit <= 0:
@@ -126,6 +127,7 @@ class JaegerSource:
             if not full or len(newest) < limit or newest[-1].start_unix_nano <= low:
                 break
             low = newest[-1].start_unix_nano
+            depth = min(2 * depth, max(self._feed_max_traces, 2 * limit))
         return newest
 
     async def updates(self, cursor: object | None) -> TraceUpdates:
@@ -143,7 +145,7 @@ class JaegerSource:
     async def _arrived_since(self, cursor: JaegerCursor, floor: int, now: int) -> list[SpanRecord]:
         """The spans of a search over the window that holds every trace arrived or changed
         since the previous poll, asking for twice as many until it does (or the bound)."""
-        seen, pending = cursor.seen(floor)
+        seen, pending = cursor.seen(floor, now)
         asked = first_page(cursor, len(pending), self._feed_max_traces)
         while True:
             spans = await self._search(floor, now, asked)

@@ -32,6 +32,11 @@ from exporter.spans import SpanRecord
 
 FIRST_PAGE_MIN: Final = 100
 """Traces asked for first when the previous poll found (almost) nothing."""
+ROOT_WAIT_NANO: Final = 5_000_000_000
+"""How long after its start a trace without its root span is still waited for: a search
+must reach back to it, which costs every trace that arrived since. A root lost on the way
+(the simulator drops spans when its export queue is full) would otherwise make every poll
+read back to it until it left the window. A later root is still reported if found."""
 PAGE_HEADROOM: Final = 1.5
 """The first page is this many times the traces the previous poll found, plus the waiting
 ones: the rate may have risen since."""
@@ -54,13 +59,16 @@ class JaegerCursor:
     pending: Mapping[int, int] = field(default_factory=dict)
     found: int = 0
 
-    def seen(self, floor: int) -> tuple[frozenset[int], frozenset[int]]:
+    def seen(self, floor: int, now: int) -> tuple[frozenset[int], frozenset[int]]:
         """The traces an earlier poll saw that still start in the window, and those of
-        them still waiting for their root span."""
-        pending = frozenset(t for t, start in self.pending.items() if start >= floor)
+        them still waited for: without their root span, started ``ROOT_WAIT_NANO`` ago
+        at most."""
         seen = {t for t, start in self.requests.items() if start >= floor}
         seen.update(t for t, start in self.traces.items() if start >= floor)
-        return frozenset(seen | pending), pending
+        seen.update(t for t, start in self.pending.items() if start >= floor)
+        waited = max(floor, now - ROOT_WAIT_NANO)
+        pending = frozenset(t for t, start in self.pending.items() if start >= waited)
+        return frozenset(seen), pending
 
 
 def first_page(cursor: JaegerCursor, waiting: int, bound: int) -> int:

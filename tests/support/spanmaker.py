@@ -13,7 +13,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import NonRecordingSpan, SpanKind, Tracer, set_span_in_context
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    Tracer,
+    set_span_in_context,
+)
 
 
 @dataclass(frozen=True)
@@ -78,5 +85,19 @@ def late_child(parent: ReadableSpan, service: str) -> tuple[ReadableSpan, ...]:
     context = set_span_in_context(NonRecordingSpan(parent.context))
     with tracer.start_as_current_span("late", context=context):
         pass
+    provider.shutdown()
+    return memory.get_finished_spans()
+
+
+def orphan_server(service: str, trace_id: int, start_unix_nano: int) -> tuple[ReadableSpan, ...]:
+    """A server span of ``service`` whose parent (the trace's root) never comes: the other
+    side dropped it. It started at ``start_unix_nano`` and lasted a millisecond."""
+    provider, tracer, memory = _tracer(service)
+    parent = SpanContext(trace_id, 0x1234, is_remote=True, trace_flags=TraceFlags(1))
+    context = set_span_in_context(NonRecordingSpan(parent))
+    span = tracer.start_span(
+        "GET /api/v1/users", context=context, kind=SpanKind.SERVER, start_time=start_unix_nano
+    )
+    span.end(end_time=start_unix_nano + 1_000_000)
     provider.shutdown()
     return memory.get_finished_spans()

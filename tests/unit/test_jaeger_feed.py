@@ -7,6 +7,7 @@ is, however many arrived between two polls, and never again; a poll reads at mos
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from exporter.sources.readable import span_record
 from exporter.spans import SpanRecord
 from tests.support.jaeger import JaegerProcess
 from tests.support.labs import Traffic
-from tests.support.spanmaker import late_child, requests_of
+from tests.support.spanmaker import late_child, orphan_server, requests_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -160,6 +161,36 @@ async def test_updates_report_every_new_trace_however_many_arrived(
         third = await source.updates(second.cursor)
         assert (third.requests, third.completed) == ([], [])
         assert len(asked) == 1  # an answer reaching traces seen before is complete
+
+
+async def test_a_root_that_never_comes_is_not_waited_for_long(own_jaeger: JaegerProcess) -> None:
+    """A request whose trace's root was lost (6 s old) is reported, and later polls do not
+    read back through every newer trace to see whether its root came after all."""
+    asked: list[int] = []
+
+    async def record(request: httpx.Request) -> None:
+        if request.url.path == "/api/v3/traces":
+            asked.append(int(request.url.params["query.num_traces"]))
+
+    service = "lost-roots"
+    origin = time.time_ns() - 7_000_000_000
+    lost = orphan_server(service, uuid.uuid4().int, origin + 1_000_000_000)
+    await own_jaeger.send(lost)
+    older = requests_of(service, 300)
+    await own_jaeger.send(older.spans)
+    async with httpx.AsyncClient(event_hooks={"request": [record]}) as client:
+        source = JaegerSource(own_jaeger.query_url, service, client=client, settle_seconds=600)
+        first = await source.updates(JaegerCursor(origin, origin))
+        assert len(first.requests) == 301
+        assert first.requests[0] == span_record(lost[0])  # the oldest
+        assert len(first.completed) == 300
+
+        newer = requests_of(service, 300)
+        await own_jaeger.send(newer.spans)
+        asked.clear()
+        second = await source.updates(first.cursor)
+        assert _requests_in(second.requests) == set(newer.trace_ids)
+        assert len(asked) == 1  # not twice as many again to reach the lost root's trace
 
 
 async def test_updates_read_at_most_the_bound_a_poll(
