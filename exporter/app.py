@@ -60,7 +60,12 @@ def create_exporter_app(settings: Settings) -> FastAPI:
         runtime = ExporterRuntime(
             settings=settings,
             metrics=PrometheusSource(settings.prometheus_url or "", timeout=timeout),
-            traces=JaegerSource(settings.jaeger_url or "", settings.service_name, timeout=timeout),
+            traces=JaegerSource(
+                settings.jaeger_url or "",
+                settings.service_name,
+                timeout=timeout,
+                feed_max_traces=settings.jaeger_feed_max_traces,
+            ),
             exporter_metrics=metrics,
             checks={forwarder.name: forwarder.check},
         )

@@ -24,11 +24,19 @@ Decisions:
   once for it), and forgets its trace cursor, so the feed starts from "now" instead of
   replaying what nobody watched. A backend failure never stops the poller: the next tick
   simply asks again.
-- A client may be ``ws_client_queue_size`` messages behind. A tick's batch is queued
-  whole, and a client that has sent everything before it takes it whatever its size, so
-  a burst never disconnects a client that keeps up. A client that would go past the bound
-  is closed with 1008 and "too slow: N messages behind". Closing waits for its socket to
-  drain for at most ``CLOSE_TIMEOUT_SECONDS``, then the connection is left to uvicorn.
+- Slowness is the client's socket not accepting, never the server being busy. Messages a
+  sender has not handed to its socket yet may be waiting only for the sender's turn: while
+  the same event loop serves a burst of requests, a client that reads everything falls
+  thousands of messages behind for seconds, through no fault of its own. So a client is
+  judged by its socket: one more than ``ws_client_queue_size`` messages behind is closed
+  with 1008 and "too slow: N messages behind" only once its sender has spent
+  ``STALL_SECONDS`` waiting for the socket to accept (in all, since it last caught up).
+  A never-reading client fills its socket and is cut two seconds later; a client that
+  reads, but slower than the feed, after two seconds of such waits; a reading client
+  whose sender is merely late is never cut. A tick's batch is queued whole; at most
+  ``ws_client_queue_size`` batches (ticks) are queued for one client, a bound on memory
+  whatever the reason. Closing waits for the socket to drain for at most
+  ``CLOSE_TIMEOUT_SECONDS``, then the connection is left to uvicorn.
 - Beyond ``ws_max_clients`` a client is accepted and closed at once with 1013; on
   shutdown every client is closed with 1001.
 """
@@ -71,6 +79,9 @@ INTERNAL_ERROR: Final = 1011
 POLICY_VIOLATION: Final = 1008
 TRY_AGAIN_LATER: Final = 1013
 TASK_PREFIX: Final = "live-feed"
+STALL_SECONDS: Final = 2.0
+"""How long, in all since it last caught up, a sender more than its bound behind may wait
+for its client's socket to accept before the client is closed as too slow."""
 FAIR_SHARE: Final = 32
 """Messages a sender writes before letting the other senders run: without it, a sender
 whose socket accepts everything writes its whole batch in one go, and the last client
@@ -85,30 +96,43 @@ def _now_ms() -> int:
 
 @dataclass(eq=False, slots=True)
 class _Client:
-    """One connection: its queue, how far behind it is, and why it is being closed."""
+    """One connection: its queue, how far behind it is, how long its socket kept its
+    sender waiting, and why it is being closed."""
 
     number: int
     websocket: WebSocket
     queue: asyncio.Queue[Batch]
     limit: int
     behind: int = 0
+    sending_since: float | None = None
+    waited: float = 0.0
     close_code: int | None = None
     close_reason: str = ""
     counted: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def offer(self, batch: Batch) -> bool:
-        """Queue ``batch`` without waiting; False when that would put it past its bound."""
+    def offer(self, batch: Batch, now: float) -> bool:
+        """Queue ``batch`` without waiting; False when the client is too slow for it: past
+        its bound with a socket that kept it waiting ``STALL_SECONDS``, or its queue full."""
         if self.close_code is not None:
             return True
-        if self.behind and self.behind + len(batch) > self.limit:
+        past_bound = self.behind and self.behind + len(batch) > self.limit
+        if past_bound and self.socket_wait(now) >= STALL_SECONDS:
             return False
+        if not batch:  # a tick with nothing to send still judges the client
+            return True
         try:
             self.queue.put_nowait(batch)
         except asyncio.QueueFull:
             return False
         self.behind += len(batch)
         return True
+
+    def socket_wait(self, now: float) -> float:
+        """Seconds the sender has waited for the socket to accept since it last caught up
+        (loop time ``now``). A send to a socket with room returns without waiting."""
+        current = 0.0 if self.sending_since is None else now - self.sending_since
+        return self.waited + current
 
     def close_soon(self, code: int, reason: str) -> None:
         """Stop sending now; the connection's handler closes it with ``code``."""
@@ -201,8 +225,9 @@ class LiveFeed:
         self._clients.add(client)
         self._empty.clear()
         self._metrics.ws_clients.inc()
+        now = asyncio.get_running_loop().time()
         for role in self._down:
-            client.offer((self._status_message(role),))
+            client.offer((self._status_message(role),), now)
         self._wakeup.set()
 
     def _remove(self, client: _Client) -> None:
@@ -239,8 +264,11 @@ class LiveFeed:
 
     async def _send(self, client: _Client) -> None:
         websocket = client.websocket
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                if client.queue.empty():
+                    client.waited = 0.0  # caught up
                 try:
                     async with asyncio.timeout(self._heartbeat):
                         batch = await client.queue.get()
@@ -248,7 +276,10 @@ class LiveFeed:
                     await websocket.send_text(envelope("heartbeat", f'{{"timestamp":{_now_ms()}}}'))
                     continue
                 for index, text in enumerate(batch, 1):
+                    client.sending_since = started = loop.time()
                     await websocket.send_text(text)
+                    client.waited += loop.time() - started
+                    client.sending_since = None
                     client.behind -= 1
                     if index % FAIR_SHARE == 0:
                         await asyncio.sleep(0)
@@ -289,8 +320,7 @@ class LiveFeed:
             batch.extend(translated("trace_update", trace_update, updates.completed))
         for kind, count in Counter(kind for kind, _ in batch).items():
             self._metrics.ws_messages.labels(kind).inc(count)
-        if batch:
-            self._fan_out(tuple(text for _, text in batch))
+        self._fan_out(tuple(text for _, text in batch))
 
     async def _ask(self, role: Role, query: Awaitable[T], statuses: list[str]) -> T | None:
         """One query (bounded and watched by the runtime's sources); a change of the
@@ -324,8 +354,9 @@ class LiveFeed:
         return envelope("status", health)
 
     def _fan_out(self, batch: Batch) -> None:
+        now = asyncio.get_running_loop().time()
         for client in tuple(self._clients):
-            if not client.offer(batch):
+            if not client.offer(batch, now):
                 behind = client.behind
                 self._count(client, "slow")
                 client.close_soon(POLICY_VIOLATION, f"too slow: {behind} messages behind")

@@ -4,7 +4,8 @@ Jaeger's ``/api/v3/traces`` answers wrap OTLP ``TracesData`` as ``{"result": {"r
 [...]}}`` in the OTLP/JSON mapping: hex ids, integer ``kind`` and ``status.code``, 64-bit
 integers as decimal strings, and every zero or default field left out (a root span has no
 ``parentSpanId``, an unset status no ``status``, a missing ``kind`` is 0, "unspecified").
-Reading is tolerant of anything optional being absent and strict about structure: a body that
+Jaeger's own ``@jaeger@warnings`` span attribute is left out. Reading is tolerant of
+anything optional being absent and strict about structure: a body that
 is not this shape raises ``ValueError`` naming the path of the first bad field, so the caller
 can report the backend as answering garbage rather than as having no data.
 
@@ -22,6 +23,10 @@ from typing import Final, cast
 from exporter.spans import AttributeValue, EventRecord, SpanKindName, SpanRecord, StatusName
 
 SERVICE_NAME_KEY: Final = "service.name"
+JAEGER_WARNINGS_KEY: Final = "@jaeger@warnings"
+"""Where Jaeger's query adjusters write what they could not do to a span (a parent missing,
+so no clock-skew adjustment). Jaeger's own annotation, not the span's: it is left out. Its
+memory store keeps what the adjusters wrote, so the list grows with every non-raw read."""
 
 KINDS: Final[Mapping[int, SpanKindName]] = {
     0: "unspecified",
@@ -102,13 +107,18 @@ def _span(value: object, service: str, at: str) -> SpanRecord:
         end_unix_nano=_integer(span.get("endTimeUnixNano", 0), f"{at}.endTimeUnixNano"),
         status=STATUSES.get(status_code, "unset"),
         status_message=message or None,
-        attributes=attributes(span.get("attributes"), f"{at}.attributes"),
+        attributes=_without_warnings(attributes(span.get("attributes"), f"{at}.attributes")),
         events=tuple(
             _event(event, f"{at}.events[{e}]")
             for e, event in enumerate(_array(span.get("events"), f"{at}.events"))
         ),
         service_name=service,
     )
+
+
+def _without_warnings(found: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+    found.pop(JAEGER_WARNINGS_KEY, None)
+    return found
 
 
 def _event(value: object, at: str) -> EventRecord:

@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     ws_client_queue_size: int = Field(default=256, ge=1)
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0)
     ws_max_clients: int = Field(default=1000, ge=1)
+    jaeger_feed_max_traces: int = Field(
+        default=10_000,
+        ge=1,
+        description="Stack mode: bound on the traces one live-feed poll reads from Jaeger; "
+        "the default covers max_rps for a poll with room. Jaeger's memory store refuses a "
+        "search deeper than its max_traces (50000 in jaeger/config.yaml).",
+    )
 
     # The control plane: what one client may send and start (docs/api.md, "Security").
     max_body_bytes: int = Field(

@@ -4,25 +4,31 @@
 and start-time window; both answer OTLP/JSON (see ``exporter.otlp_json``). The snake_case
 search parameters are used because every v2 release accepts them (newer ones also accept
 camelCase names and keep these as aliases), and ``query.num_traces`` is always sent since
-older releases take a missing one as 0 and fail. "No traces found" is a 404 whose body is a
-JSON error, sent as text/plain; answers are parsed whatever their content type.
+older releases take a missing one as 0 and fail. Traces are read raw (``raw_traces``): Jaeger's
+query adjusters, which run otherwise, sort each span's events by name and, in its memory
+store, modify the stored trace itself, adding a warning to a span whose parent has not
+arrived on every read, so a shim polling every second would grow Jaeger's memory. "No
+traces found" is a 404 whose body is a JSON error, sent as text/plain; answers are parsed
+whatever their content type.
 
 The live feed's ``updates`` has no cursor to resume from in Jaeger, so each poll searches a
 trailing window (spans reach Jaeger seconds after they end, so the window reaches back
 ``settle_seconds`` before the previous poll) and the cursor remembers which traces of that
-window were already reported.
+window were already reported. A search answers at most as many traces as asked for, the
+ones that reached Jaeger last; ``exporter.sources.jaeger_feed`` says how a poll knows it has
+every new one, and asks again for more when not, up to ``feed_max_traces`` a poll.
 
-Each public method is one backend call, one HTTP request inside
-:func:`exporter.boundary.backend_call` (one timeout, transport failures mapped there); a JSON
-or shape failure of an answer is ``SourceUnavailable`` naming the backend, mapped here.
+Each HTTP request runs inside :func:`exporter.boundary.backend_call` (one timeout, transport
+failures mapped there); every public method but ``updates`` makes exactly one. A JSON or
+shape failure of an answer is ``SourceUnavailable`` naming the backend, mapped here.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Final
 
 import httpx
@@ -31,9 +37,21 @@ from exporter.boundary import backend_call
 from exporter.errors import SourceUnavailable, TraceNotFound
 from exporter.otlp_json import parse_answer
 from exporter.sources.base import TraceUpdates
+from exporter.sources.jaeger_feed import (
+    JaegerCursor,
+    advance,
+    complete,
+    first_page,
+    first_server_spans,
+)
 from exporter.spans import SpanRecord, trace_id_to_uuid
 
+__all__ = ["BACKEND", "JaegerCursor", "JaegerSource", "rfc3339_nano"]
+
+logger = logging.getLogger(__name__)
 BACKEND: Final = "jaeger"
+RECENT_SEARCHES: Final = 6
+"""Bound on the searches of one ``recent`` call (each narrower than the one before)."""
 _TRACE_ID_END: Final = 2**128
 
 
@@ -42,19 +60,6 @@ def rfc3339_nano(unix_nano: int) -> str:
     ``time.RFC3339Nano`` layout parses."""
     seconds, nanos = divmod(unix_nano, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
-
-
-@dataclass(frozen=True, slots=True)
-class JaegerCursor:
-    """Where the live feed stands: traces starting before ``origin_unix_nano`` are never
-    reported; ``requests`` and ``traces`` map the trace ids already reported (as a request,
-    as a completed trace) to their start, so they can be forgotten once out of the window.
-    A trace reaching Jaeger more than the settle time after the previous poll is missed."""
-
-    origin_unix_nano: int
-    polled_unix_nano: int
-    requests: Mapping[int, int] = field(default_factory=dict)
-    traces: Mapping[int, int] = field(default_factory=dict)
 
 
 class JaegerSource:
@@ -70,8 +75,11 @@ class JaegerSource:
         timeout: float = 2.0,
         client: httpx.AsyncClient | None = None,
         settle_seconds: float = 10.0,
-        feed_max_traces: int = 200,
+        feed_max_traces: int = 10_000,
     ) -> None:
+        """``feed_max_traces`` bounds the traces one ``updates`` poll reads, over all its
+        searches; it must not exceed the ``max_traces`` of Jaeger's memory store, which
+        refuses a deeper search."""
         if timeout <= 0 or settle_seconds <= 0 or feed_max_traces <= 0:
             raise ValueError("timeout, settle_seconds and feed_max_traces must be positive")
         self._settle_nano = round(settle_seconds * 1e9)
@@ -87,7 +95,7 @@ class JaegerSource:
         if not 0 < trace_id < _TRACE_ID_END:
             raise ValueError(f"not a 128-bit trace id: {trace_id}")
         request_id = trace_id_to_uuid(trace_id)
-        status, body = await self._get(f"/api/v3/traces/{trace_id:032x}")
+        status, body = await self._get(f"/api/v3/traces/{trace_id:032x}", {"raw_traces": "true"})
         if status == 404 and _jaeger_error(body) is not None:
             raise TraceNotFound(request_id, may_still_arrive=True, backend=BACKEND)
         _raise_for_status(status, body)
@@ -98,14 +106,29 @@ class JaegerSource:
 
     async def recent(self, limit: int, lookback_seconds: float) -> list[SpanRecord]:
         """The server span of each of the newest ``limit`` requests of the service that
-        started within ``lookback_seconds``, newest first."""
+        started within ``lookback_seconds``, newest first.
+
+        Jaeger answers the traces that reached it last, in no order within one batch of
+        spans it received, so a full answer may miss one of the newest. Every one of them
+        started no earlier than the ``limit``-th newest request found, so the search is
+        narrowed to start there, asking for twice as many each time, until an answer is not
+        full (then it holds them all) or ``RECENT_SEARCHES`` were made."""
         if lookback_seconds <= 0:
             raise ValueError("lookback_seconds must be positive")
         if limit <= 0:
             return []
         now = time.time_ns()
-        spans = await self._search(now - round(lookback_seconds * 1e9), now, limit)
-        return _newest_server_spans(spans, self._service, limit)
+        low = now - round(lookback_seconds * 1e9)
+        depth = 2 * limit
+        for _ in range(RECENT_SEARCHES):
+            spans = await self._search(low, now, depth)
+            newest = first_server_spans(spans, self._service, limit)
+            full = len({span.trace_id for span in spans}) >= depth
+            if not full or len(newest) < limit or newest[-1].start_unix_nano <= low:
+                break
+            low = newest[-1].start_unix_nano
+            depth = min(2 * depth, max(self._feed_max_traces, 2 * limit))
+        return newest
 
     async def updates(self, cursor: object | None) -> TraceUpdates:
         """Requests (server spans, oldest first) and completed traces (root span present)
@@ -116,29 +139,27 @@ class JaegerSource:
         floor = max(cursor.origin_unix_nano, cursor.polled_unix_nano - self._settle_nano)
         if floor >= now:
             return TraceUpdates(cursor, [], [])
-        spans = await self._search(floor, now, self._feed_max_traces)
-        by_trace: dict[int, list[SpanRecord]] = {}
-        for span in spans:
-            by_trace.setdefault(span.trace_id, []).append(span)
-        requests = dict(_kept(cursor.requests, floor))
-        traces = dict(_kept(cursor.traces, floor))
-        new_requests: list[SpanRecord] = []
-        completed: list[list[SpanRecord]] = []
-        for trace_id, trace in by_trace.items():
-            start = min(span.start_unix_nano for span in trace)
-            if start < floor:  # before the origin, or settled in an earlier window
-                continue
-            server = _newest_server_spans(trace, self._service, 1)
-            if server and trace_id not in requests:
-                requests[trace_id] = start
-                new_requests.extend(server)
-            if trace_id not in traces and any(span.parent_span_id is None for span in trace):
-                traces[trace_id] = start
-                completed.append(trace)
-        new_requests.sort(key=lambda span: span.start_unix_nano)
-        completed.sort(key=lambda trace: min(span.start_unix_nano for span in trace))
-        next_cursor = JaegerCursor(cursor.origin_unix_nano, now, requests, traces)
-        return TraceUpdates(next_cursor, new_requests, completed)
+        spans = await self._arrived_since(cursor, floor, now)
+        return advance(cursor, floor, now, spans, self._service)
+
+    async def _arrived_since(self, cursor: JaegerCursor, floor: int, now: int) -> list[SpanRecord]:
+        """The spans of a search over the window that holds every trace arrived or changed
+        since the previous poll, asking for twice as many until it does (or the bound)."""
+        seen, pending = cursor.seen(floor, now)
+        asked = first_page(cursor, len(pending), self._feed_max_traces)
+        while True:
+            spans = await self._search(floor, now, asked)
+            found = {span.trace_id for span in spans}
+            if complete(found, asked, seen, pending):
+                return spans
+            if asked >= self._feed_max_traces:
+                logger.warning(
+                    "live feed: more new traces in Jaeger than feed_max_traces=%d; "
+                    "the earliest to arrive are not reported",
+                    self._feed_max_traces,
+                )
+                return spans
+            asked = min(asked * 2, self._feed_max_traces)
 
     async def check(self) -> None:
         """List the services: proves Jaeger answers api_v3 without touching trace storage."""
@@ -159,6 +180,7 @@ class JaegerSource:
             "query.start_time_min": rfc3339_nano(start_min),
             "query.start_time_max": rfc3339_nano(start_max),
             "query.num_traces": str(num_traces),
+            "query.raw_traces": "true",
         }
         status, body = await self._get("/api/v3/traces", params)
         if status == 404 and _jaeger_error(body) is not None:
@@ -171,24 +193,6 @@ class JaegerSource:
         async with backend_call(BACKEND, url, self._timeout):
             response = await self._client.get(url, params=params)
             return response.status_code, response.content
-
-
-def _newest_server_spans(spans: list[SpanRecord], service: str, limit: int) -> list[SpanRecord]:
-    """One server span per trace (the earliest, i.e. the request as it entered the service),
-    newest request first."""
-    first: dict[int, SpanRecord] = {}
-    for span in spans:
-        if span.kind != "server" or span.service_name != service:
-            continue
-        known = first.get(span.trace_id)
-        if known is None or span.start_unix_nano < known.start_unix_nano:
-            first[span.trace_id] = span
-    ordered = sorted(first.values(), key=lambda span: span.start_unix_nano, reverse=True)
-    return ordered[:limit]
-
-
-def _kept(reported: Mapping[int, int], floor: int) -> list[tuple[int, int]]:
-    return [(trace_id, start) for trace_id, start in reported.items() if start >= floor]
 
 
 def _parse(body: bytes) -> list[SpanRecord]:
