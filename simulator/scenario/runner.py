@@ -314,25 +314,12 @@ class ScenarioRunner:
         except httpx.HTTPError as exc:
             raise RunFailed(f"{method} {self._target}{path}: {exc!r}") from None
         if response.status_code >= 400:
-            detail = _detail(response)
+            try:
+                detail: object = ErrorAnswer.model_validate_json(response.content).detail
+            except ValidationError:
+                detail = response.text
             raise RunFailed(f"{method} {path} answered {response.status_code}: {detail}")
         return _parsed(answer, response.content, f"{method} {path}")
-
-
-def _detail(response: httpx.Response) -> object:
-    """What an error answer says: its ``detail`` sentence, another JSON ``detail`` (a list of
-    input problems) as it is, or else the body's text."""
-    try:
-        return ErrorAnswer.model_validate_json(response.content).detail
-    except ValidationError:
-        pass
-    try:
-        body: object = response.json()
-    except ValueError:
-        return response.text
-    if isinstance(body, dict) and "detail" in body:
-        return body["detail"]
-    return response.text
 
 
 def _parsed(answer: type[Answer], data: str | bytes, call: str) -> Answer:
