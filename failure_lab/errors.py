@@ -23,14 +23,18 @@ class Conflict(LabError):
 
 
 class Unprocessable(LabError):
-    """Well-formed input that cannot be carried out as asked."""
+    """Well-formed input that cannot be carried out as asked.
+
+    ``loc`` is where the input was (``("query", "window")``), as in a validation error.
+    """
+
+    def __init__(self, message: str, loc: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class CapExceeded(Unprocessable):
-    """A request asked for more than a server-side bound allows; names the setting.
-
-    ``loc`` is where the number was (``("body", "count")``), as in a validation error.
-    """
+    """A request asked for more than a server-side bound allows; names the setting."""
 
     def __init__(
         self,
@@ -40,9 +44,10 @@ class CapExceeded(Unprocessable):
         setting: str,
         loc: tuple[str | int, ...] = (),
     ) -> None:
-        super().__init__(f"{what} {value:g} exceeds the cap of {cap:g}; raise it with {setting}")
+        super().__init__(
+            f"{what} {value:g} exceeds the cap of {cap:g}; raise it with {setting}", loc
+        )
         self.setting = setting
-        self.loc = loc
 
 
 class BackendFailure(LabError):

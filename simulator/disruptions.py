@@ -43,7 +43,7 @@ from failure_lab.control import (
     DisruptionType,
     UserRoute,
 )
-from failure_lab.errors import CapExceeded, Conflict, NotFound
+from failure_lab.errors import Conflict, NotFound
 from failure_lab.settings import Settings
 from simulator.cache import CacheError
 from simulator.database import DatabaseError
@@ -171,7 +171,6 @@ class DisruptionRegistry:
         self.clock = clock
         self.latency_spike_ms = settings.disruption_latency_spike_ms
         self.squeeze_rps = settings.disruption_squeeze_rps
-        self._max_seconds = settings.max_disruption_seconds
         self._max_active = settings.max_active_disruptions
         self._kept = settings.finished_disruptions_kept
         self._rng = rng
@@ -185,13 +184,6 @@ class DisruptionRegistry:
         return self._rng.random() < probability
 
     def create(self, request: DisruptionRequest) -> Disruption:
-        if request.duration_seconds > self._max_seconds:
-            raise CapExceeded(
-                "duration_seconds",
-                request.duration_seconds,
-                self._max_seconds,
-                "FAILURE_LAB_MAX_DISRUPTION_SECONDS",
-            )
         self.expire_due()
         if len(self._entries) >= self._max_active:
             raise Conflict(

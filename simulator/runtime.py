@@ -30,6 +30,7 @@ from simulator.generator.engine import TrafficEngine
 from simulator.generator.jobs import JobManager
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import RequestPlanner
+from simulator.options import OptionBounds
 from simulator.pipeline import Pipeline
 from simulator.ratelimit import RateLimiter
 from simulator.ratelimit.memory import MemoryRateLimiter
@@ -56,6 +57,11 @@ class Runtime:
     redis: aioredis.Redis | None = None
     closers: list[Cache | RateLimiter] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    option_bounds: OptionBounds = field(init=False)
+    """What the options header of a user API request may ask for."""
+
+    def __post_init__(self) -> None:
+        self.option_bounds = OptionBounds.from_settings(self.settings)
 
     @classmethod
     async def start(
