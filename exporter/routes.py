@@ -17,10 +17,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
-from exporter.errors import SourceError
+from exporter.errors import SourceError, TraceNotFound
 from exporter.runtime import ExporterRuntime
 from exporter.sources.base import LatencySummary
-from exporter.spans import parse_request_id
+from exporter.spans import REQUEST_ID, parse_request_id
 from exporter.translate import build_trace, iso, metrics_data, summarize
 from failure_lab.contract import MetricsData, RequestSummary, TraceResponse
 from failure_lab.durations import MIN_WINDOW_SECONDS, parse_window
@@ -206,13 +206,20 @@ async def recent_requests(
     responses={**BACKEND_DOWN, **errors((404, "unknown, or not yet in the trace backend"))},
 )
 async def trace(
-    runtime: RuntimeDep, request_id: Annotated[str, Path(description="UUID (= trace id)")]
+    runtime: RuntimeDep,
+    request_id: Annotated[
+        str,
+        Path(
+            description="The request id: a UUID, or the trace id as 32 hex digits.",
+            pattern=f"^(?:{REQUEST_ID.pattern})$",
+        ),
+    ],
 ) -> TraceResponse:
     try:
         trace_id = parse_request_id(request_id)
-    except ValueError as exc:
-        raise Unprocessable(
-            f"request_id {request_id[:40]!r}: {exc}", loc=("path", "request_id")
+    except ValueError:  # the form is the pattern's: what is left is the all-zero id
+        raise TraceNotFound(
+            request_id, False, runtime.traces.name, hint="the all-zero id is no trace's"
         ) from None
     spans = await runtime.traces.trace(trace_id)
     return build_trace(spans)

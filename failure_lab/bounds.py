@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, GetJsonSchemaHandler
 from pydantic.fields import FieldInfo
@@ -34,6 +34,7 @@ SETTING_KEY: Final = "x-setting"
 """The OpenAPI extension naming the setting that bounds a number."""
 
 Loc = tuple[str | int, ...]
+Model = TypeVar("Model", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,22 @@ def check_bounds(model: BaseModel, settings: Settings, loc: Loc = ("body",)) -> 
             for index, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     check_bounds(item, settings, (*where, index))
+
+
+def within_bounds(model: Model, settings: Settings) -> Model:
+    """``model`` with every number above its bound lowered to it (nested models too): what a
+    process starts with when its settings bound a default lower than the default is."""
+    changes: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        marker = _marker(field)
+        if marker is not None and isinstance(value, int | float) and not isinstance(value, bool):
+            cap = marker.cap(settings)
+            if value > cap:
+                changes[name] = int(cap) if isinstance(value, int) else float(cap)
+        elif isinstance(value, BaseModel):
+            changes[name] = within_bounds(value, settings)
+    return model.model_copy(update=changes)
 
 
 def apply_to_openapi(document: dict[str, Any], settings: Settings) -> None:

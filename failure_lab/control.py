@@ -14,7 +14,7 @@ API edge by :func:`failure_lab.bounds.check_bounds`, which names the setting tha
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -35,8 +35,29 @@ EndpointKey = Literal[
 ]
 
 
+INTEGERS = (int, int | None)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        """A float with no fraction is the integer it equals, as JSON Schema's ``integer``
+        has it (``3.0``); strict validation refuses every other non-integer."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: int(value)
+            if isinstance(value, float)
+            and value.is_integer()
+            and key in fields
+            and fields[key].annotation in INTEGERS
+            else value
+            for key, value in data.items()
+        }
 
 
 class RequestPayload(_Request):
@@ -233,7 +254,12 @@ class ScenarioJobRequest(_Request):
     max_rps: Annotated[float | None, SettingBound("max_rps")] = Field(
         default=None, gt=0, description="Peak rate; default 20 (stress: the server's cap)."
     )
-    endpoints: Literal["all"] | list[EndpointKey] = Field(
+    endpoints: (
+        Literal["all"]
+        | Annotated[
+            list[EndpointKey], Field(json_schema_extra={"minItems": 1, "uniqueItems": True})
+        ]
+    ) = Field(
         default="all", description='"all" (the read-heavy rotation) or route keys to rotate over.'
     )
     payload: RequestPayload | None = Field(

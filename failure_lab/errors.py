@@ -7,6 +7,7 @@ of these kinds; what a kind means to a client is decided once, at the API edge, 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import ClassVar
 
 
@@ -45,9 +46,18 @@ class CapExceeded(Unprocessable):
         loc: tuple[str | int, ...] = (),
     ) -> None:
         super().__init__(
-            f"{what} {value:g} exceeds the cap of {cap:g}; raise it with {setting}", loc
+            f"{what} {number(value)} exceeds the cap of {number(cap)}; raise it with {setting}",
+            loc,
         )
         self.setting = setting
+
+
+def number(value: float) -> str:
+    """``value`` as ``%g`` writes it; an integer too large for a float in ``e`` form."""
+    try:
+        return f"{value:g}"
+    except OverflowError:  # an int of hundreds of digits, as a JSON body can hold
+        return f"{Decimal(value):.6g}"
 
 
 class BackendFailure(LabError):

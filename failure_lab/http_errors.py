@@ -94,11 +94,14 @@ def _got(error: Mapping[str, Any]) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return f" (got {'NaN' if math.isnan(value) else ('-' if value < 0 else '') + 'Infinity'})"
     if isinstance(value, bool | int | float):
-        return f" (got {value!r})"
+        return f" (got {_short(repr(value))})"
     if isinstance(value, str):
-        text = value if len(value) <= SHOWN_INPUT else value[:SHOWN_INPUT] + "..."
-        return f" (got {text!r})"
+        return f" (got {_short(value)!r})"
     return ""
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= SHOWN_INPUT else text[:SHOWN_INPUT] + "..."
 
 
 def install_error_handlers(app: FastAPI) -> None:

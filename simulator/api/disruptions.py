@@ -9,8 +9,10 @@ live in this process: each replica has its own and a restart clears them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from failure_lab.bounds import check_bounds
 from failure_lab.control import Disruption, DisruptionList, DisruptionRequest, DisruptionsCleared
@@ -19,6 +21,11 @@ from simulator.api.deps import RuntimeDep
 
 router = APIRouter(prefix="/v1/disruptions", tags=["disruptions"])
 BY_ID = {"disruption_id": "$response.body#/disruption_id"}
+DisruptionId = Annotated[
+    UUID,
+    Path(description="32 hex digits (or the UUID with dashes); a path that is none is no route"),
+]
+"""Ids are UUIDs, and only a UUID is routed here: ``/clear-all`` is never taken for one."""
 
 
 @router.post(
@@ -57,20 +64,20 @@ async def clear_disruptions(runtime: RuntimeDep) -> DisruptionsCleared:
 
 
 @router.get(
-    "/{disruption_id}",
+    "/{disruption_id:uuid}",
     operation_id="get_disruption",
     responses=errors((404, "unknown, or ended long ago")),
     summary="One disruption, active or recently ended",
 )
-async def get_disruption(disruption_id: str, runtime: RuntimeDep) -> Disruption:
-    return runtime.disruptions.get(disruption_id)
+async def get_disruption(disruption_id: DisruptionId, runtime: RuntimeDep) -> Disruption:
+    return runtime.disruptions.get(disruption_id.hex)
 
 
 @router.delete(
-    "/{disruption_id}",
+    "/{disruption_id:uuid}",
     operation_id="cancel_disruption",
     responses=errors((404, "unknown, or no longer active")),
     summary="Cancel an active disruption",
 )
-async def cancel_disruption(disruption_id: str, runtime: RuntimeDep) -> Disruption:
-    return runtime.disruptions.cancel(disruption_id)
+async def cancel_disruption(disruption_id: DisruptionId, runtime: RuntimeDep) -> Disruption:
+    return runtime.disruptions.cancel(disruption_id.hex)

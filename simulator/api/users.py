@@ -213,25 +213,34 @@ async def create_user(request: Request, user: NewUser) -> Response:
 
 
 @router.get(
-    "/{id}",
+    "/{id:int}",
     response_model=User,
     responses={**FAILURES, **NO_USER},
     summary="Read one user (cached)",
     description=OPTIONS_HEADER,
 )
-async def get_user(request: Request, user_id: int = Path(alias="id")) -> Response:
+async def get_user(
+    request: Request,
+    user_id: int = Path(
+        alias="id", ge=0, description="Digits only; anything else is no route (404)."
+    ),
+) -> Response:
     return await _serve(request, ONE, "GET", Query("get", user_id))
 
 
 @router.patch(
-    "/{id}",
+    "/{id:int}",
     response_model=User,
     responses={**FAILURES, **NO_USER},
     summary="Change a user (invalidates the cache)",
     description=OPTIONS_HEADER,
 )
 async def update_user(
-    request: Request, changes: UserChanges, user_id: int = Path(alias="id")
+    request: Request,
+    changes: UserChanges,
+    user_id: int = Path(
+        alias="id", ge=0, description="Digits only; anything else is no route (404)."
+    ),
 ) -> Response:
     return await _serve(
         request,

@@ -98,8 +98,10 @@ async def test_trace_lookup_errors(http: httpx.AsyncClient) -> None:
     response = await http.get("/v1/trace/not-a-uuid")
     assert response.status_code == 422
     assert "not-a-uuid" in response.json()["detail"]
+    assert response.json()["errors"][0]["loc"] == ["path", "request_id"]
     response = await http.get("/v1/trace/00000000-0000-0000-0000-000000000000")
-    assert response.status_code == 422
+    assert response.status_code == 404  # well formed, and no trace's
+    assert "all-zero" in response.json()["detail"]
     unknown = str(uuid.uuid4())
     response = await http.get(f"/v1/trace/{unknown}")
     assert response.status_code == 404
