@@ -24,6 +24,7 @@ from simulator.app import create_app
 from tests.support.fuzzing import (
     EXAMPLES,
     LOW_LOAD,
+    RANDOM_IN_THREAD,
     USER_API,
     config,
     deliberate_5xx,
@@ -33,7 +34,7 @@ from tests.support.fuzzing import (
 from tests.support.loop_thread import LoopThread
 from tests.support.servers import free_port, serve_app
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings(RANDOM_IN_THREAD)]
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +94,12 @@ def test_serve_with_redis(case: schemathesis.Case, calls: Counter[str]) -> None:
 
 def test_serve_follows_its_links(in_process: schemathesis.BaseSchema, calls: Counter[str]) -> None:
     machine = in_process.as_state_machine()
+    answered: set[tuple[str, int]] = set()
 
     class Linked(machine):  # type: ignore[misc, valid-type]
         def after_call(self, response: Any, case: schemathesis.Case) -> None:
             calls["stateful"] += 1
+            answered.add((f"{case.method} {case.path}", response.status_code))
             super().after_call(response, case)
 
         def validate_response(self, response: Any, case: schemathesis.Case, **kwargs: Any) -> None:
@@ -114,3 +117,6 @@ def test_serve_follows_its_links(in_process: schemathesis.BaseSchema, calls: Cou
         )
     )
     assert calls["stateful"] >= EXAMPLES
+    # The links were followed: what was created was then found by its id.
+    assert ("GET /v1/traffic/jobs/{job_id}", 200) in answered
+    assert ("GET /v1/disruptions/{disruption_id}", 200) in answered
