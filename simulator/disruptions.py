@@ -225,8 +225,10 @@ class DisruptionRegistry:
         entry = self._entries.get(disruption_id)
         if entry is None:
             ended = self._ended.get(disruption_id)
-            why = f"already {ended.status}" if ended is not None else "unknown"
-            raise NotFound(f"no active disruption {disruption_id} ({why})")
+            if ended is None:
+                raise NotFound(f"no disruption {disruption_id} (unknown, or ended long ago)")
+            # It exists (GET shows it) but has ended: a state conflict, not a missing thing.
+            raise Conflict(f"disruption {disruption_id} has already {ended.status}; not active")
         self._end(entry, "cancelled")
         self._arm()
         return self._view(entry, self.clock())

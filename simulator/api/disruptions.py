@@ -76,7 +76,7 @@ async def get_disruption(disruption_id: DisruptionId, runtime: RuntimeDep) -> Di
 @router.delete(
     "/{disruption_id:uuid}",
     operation_id="cancel_disruption",
-    responses=errors((404, "unknown, or no longer active")),
+    responses=errors((404, "unknown, or ended long ago"), (409, "it has already ended")),
     summary="Cancel an active disruption",
 )
 async def cancel_disruption(disruption_id: DisruptionId, runtime: RuntimeDep) -> Disruption:

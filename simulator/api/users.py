@@ -20,6 +20,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi import Query as QueryParam
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.convertors import IntegerConvertor, register_url_convertor
 
 from failure_lab.openapi import errors
 from simulator.api.deps import runtime_of
@@ -30,6 +31,17 @@ from simulator.routes import ERROR, LIST, ONE
 from simulator.runtime import Runtime
 
 ERROR_STATUSES = (500, 502, 503, 504)
+
+
+class UserIdConvertor(IntegerConvertor):
+    """A user id in a path: at most 18 digits, so it is an int64 and never a number too long
+    to convert; anything else (``error``, ``-1``, a thousand digits) is no route, 404."""
+
+    regex = "[0-9]{1,18}"
+
+
+MAX_USER_ID = 10**18 - 1
+register_url_convertor("user_id", UserIdConvertor())  # before the routes that name it
 
 router = APIRouter(prefix="/api/v1/users", tags=["simulated service"])
 OPTIONS_HEADER = (
@@ -213,7 +225,7 @@ async def create_user(request: Request, user: NewUser) -> Response:
 
 
 @router.get(
-    "/{id:int}",
+    "/{id:user_id}",
     response_model=User,
     responses={**FAILURES, **NO_USER},
     summary="Read one user (cached)",
@@ -222,14 +234,14 @@ async def create_user(request: Request, user: NewUser) -> Response:
 async def get_user(
     request: Request,
     user_id: int = Path(
-        alias="id", ge=0, description="Digits only; anything else is no route (404)."
+        alias="id", ge=0, le=MAX_USER_ID, description="Digits only; any other path is no route."
     ),
 ) -> Response:
     return await _serve(request, ONE, "GET", Query("get", user_id))
 
 
 @router.patch(
-    "/{id:int}",
+    "/{id:user_id}",
     response_model=User,
     responses={**FAILURES, **NO_USER},
     summary="Change a user (invalidates the cache)",
@@ -239,7 +251,7 @@ async def update_user(
     request: Request,
     changes: UserChanges,
     user_id: int = Path(
-        alias="id", ge=0, description="Digits only; anything else is no route (404)."
+        alias="id", ge=0, le=MAX_USER_ID, description="Digits only; any other path is no route."
     ),
 ) -> Response:
     return await _serve(

@@ -93,6 +93,10 @@ async def test_a_refused_method_lists_every_method_of_the_path() -> None:
         assert (patch.status_code, patch.headers["allow"]) == (405, "GET, HEAD")
         clear = await lab.http.get("/v1/disruptions/clear-all")
         assert (clear.status_code, clear.headers["allow"]) == (405, "POST")
+        for user in ("9" * 19, "9" * 5000, "-1", "abc"):  # not a user id: no route
+            answer = await lab.http.get(f"/api/v1/users/{user}")
+            assert answer.status_code == 404, user
+            assert answer.json() == {"detail": "Not Found"}
 
 
 async def test_head_is_get_without_its_body() -> None:

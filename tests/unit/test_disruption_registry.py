@@ -85,8 +85,10 @@ def test_expires_exactly_at_its_deadline_with_no_call_needed_for_reads() -> None
         value(metrics, "failure_lab_disruptions_ended_total", type="db_outage", reason="expired")
         == 1
     )
-    with pytest.raises(NotFound, match="already expired"):
+    with pytest.raises(Conflict, match="already expired"):
         disruptions.cancel(created.disruption_id)
+    with pytest.raises(NotFound, match="unknown"):
+        disruptions.cancel("0" * 32)
 
 
 def test_a_scope_stops_acting_the_moment_its_disruption_ends() -> None:
