@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from failure_lab.bounds import SettingBound, apply_to_openapi, bound_of, check_bounds
+from failure_lab.bounds import (
+    SettingBound,
+    apply_to_openapi,
+    bound_of,
+    check_bounds,
+    within_bounds,
+)
 from failure_lab.control import (
     FailureConfig,
     RequestPayload,
@@ -111,3 +117,17 @@ def test_the_openapi_document_gets_the_maxima_and_names_the_settings() -> None:
 def test_settings_themselves_are_finite() -> None:
     with pytest.raises(ValueError, match="finite"):
         Settings(max_db_timeout_seconds=float("inf"))
+
+
+def test_defaults_are_lowered_to_lower_bounds() -> None:
+    settings = Settings(max_retries_cap=2, max_db_latency_ms=10, max_db_timeout_seconds=0.5)
+    lowered = within_bounds(FailureConfig.defaults(), settings)
+    assert lowered.model_dump() == {
+        **FailureConfig.defaults().model_dump(),
+        "max_retries": 2,
+        "db_latency_min_ms": 5.0,
+        "db_latency_max_ms": 10.0,
+        "db_timeout_seconds": 0.5,
+    }
+    check_bounds(lowered, settings)
+    assert within_bounds(FailureConfig.defaults(), Settings()) == FailureConfig.defaults()
