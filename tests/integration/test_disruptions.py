@@ -318,7 +318,7 @@ async def test_cancel_and_clear_all() -> None:
         assert (await http.get("/v1/disruptions")).json()["count"] == 0
         for kind in TYPES:
             assert sample(app, "failure_lab_disruptions_active", type=kind) == 0
-        assert (await http.delete(f"/v1/disruptions/{burst['disruption_id']}")).status_code == 404
+        assert (await http.delete(f"/v1/disruptions/{burst['disruption_id']}")).status_code == 409
         assert (await http.post("/v1/disruptions/clear-all")).json()["cleared"] == 0
         # Every disruption created here has ended, each counted once.
         ended = "failure_lab_disruptions_ended_total"

@@ -164,10 +164,14 @@ async def test_metrics_json_at_evaluates_a_window_that_ended_earlier(
     ).json()
     assert stages["request"]["samples"] == pytest.approx(20, rel=0.15)
     assert idle_stages["request"]["samples"] == 0
-    for at in (after + 60, before - 7200, float("nan")):
+    for at in (after + 60, before - 7200):
         refused = await http.get("/metrics/json", params={"window": "5s", "at": at})
         assert refused.status_code == 422
         assert "FAILURE_LAB_MAX_METRICS_WINDOW_SECONDS" in refused.json()["detail"]
+        assert refused.json()["errors"][0]["loc"] == ["query", "at"]
+    not_a_time = await http.get("/metrics/json", params={"window": "5s", "at": float("nan")})
+    assert not_a_time.status_code == 422
+    assert not_a_time.json()["errors"][0]["type"] == "finite_number"
 
 
 @pytest.mark.parametrize("window", ["0s", "1s", "2h", "abc", "5x", "-1m"])
