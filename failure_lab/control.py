@@ -5,8 +5,8 @@ route with them), and ``failure-lab run`` parses them: one definition for all th
 on neither side.
 
 Field names and types are the contract's; validation bounds are the ones docs/api.md states.
-Requests are strict (unknown fields and wrong types are refused with 422) so a
-typo never silently falls back to a default, and every number is finite. A bound that
+Requests are strict (``StrictRequest``: unknown fields and wrong types are refused with 422,
+so a typo never silently falls back to a default) and every number is finite. A bound that
 depends on settings (a cap) is declared on its field as ``SettingBound`` and checked at the
 API edge by :func:`failure_lab.bounds.check_bounds`, which names the setting that raises it.
 """
@@ -14,11 +14,12 @@ API edge by :func:`failure_lab.bounds.check_bounds`, which names the setting tha
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from failure_lab.bounds import SettingBound
+from failure_lab.strict import StrictRequest
 
 RateLimitAlgorithm = Literal["token_bucket", "leaky_bucket", "fixed_window", "sliding_window"]
 TrafficMode = Literal["single", "burst", "sustained"]
@@ -35,32 +36,7 @@ EndpointKey = Literal[
 ]
 
 
-INTEGERS = (int, int | None)
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _whole_numbers(cls, data: Any) -> Any:
-        """A float with no fraction is the integer it equals, as JSON Schema's ``integer``
-        has it (``3.0``); strict validation refuses every other non-integer."""
-        if not isinstance(data, dict):
-            return data
-        fields = cls.model_fields
-        return {
-            key: int(value)
-            if isinstance(value, float)
-            and value.is_integer()
-            and key in fields
-            and fields[key].annotation in INTEGERS
-            else value
-            for key, value in data.items()
-        }
-
-
-class RequestPayload(_Request):
+class RequestPayload(StrictRequest):
     """How the simulated pipeline treats the generated requests."""
 
     rate_of_requests: Annotated[float, SettingBound("max_rps")] = Field(
@@ -83,7 +59,7 @@ class RequestPayload(_Request):
     )
 
 
-class TrafficRequest(_Request):
+class TrafficRequest(StrictRequest):
     mode: TrafficMode
     count: Annotated[int | None, SettingBound("max_burst_count")] = Field(default=None, ge=1)
     rps: Annotated[float | None, SettingBound("max_rps")] = Field(default=None, gt=0)
@@ -138,7 +114,7 @@ class TrafficStatus(BaseModel):
     achieved_rps: float | None = None
 
 
-class FailureConfig(_Request):
+class FailureConfig(StrictRequest):
     """Faults applied to every request. A PUT replaces it whole, so every field is required."""
 
     failure_injection_enabled: bool
@@ -237,7 +213,7 @@ class Job(BaseModel):
     summary: JobSummary | None = Field(default=None, description="Once the job has completed.")
 
 
-class ScenarioJobRequest(_Request):
+class ScenarioJobRequest(StrictRequest):
     """A scenario job: a named load shape over the user API.
 
     ``normal`` holds ``max_rps``; ``peak`` ramps 0 to ``max_rps`` over the first quarter,
@@ -282,7 +258,7 @@ class ScenarioJobRequest(_Request):
         return self
 
 
-class CircuitBreakerConfig(_Request):
+class CircuitBreakerConfig(StrictRequest):
     """The database circuit breaker of this process; a PUT replaces it whole."""
 
     enabled: bool
@@ -319,7 +295,7 @@ DisruptionStatus = Literal["active", "expired", "cancelled"]
 UserRoute = Literal["/api/v1/users", "/api/v1/users/{id}", "/api/v1/users/error"]
 
 
-class DisruptionRequest(_Request):
+class DisruptionRequest(StrictRequest):
     """A time-boxed disruption; ``endpoints`` are route templates, default all of them.
 
     The duration's cap is a setting, checked at the API edge with the other bounds.
