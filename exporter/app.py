@@ -26,6 +26,8 @@ from exporter.sources.prometheus import PrometheusSource
 from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
 from failure_lab.http_errors import install_error_handlers
+from failure_lab.methods import HeadAsGet
+from failure_lab.openapi import install_openapi
 from failure_lab.settings import Settings
 
 
@@ -87,10 +89,12 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     )
     app.state.registry = registry
     install_error_handlers(app)
+    install_openapi(app, settings)
     app.include_router(routes.router)
     app.include_router(feed_router)
     app.include_router(forwarding_router())
     app.include_router(metrics_router(registry))
+    app.add_middleware(HeadAsGet)
     install_guards(app, settings)
 
     def openapi() -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Handlers ask the runtime's sources (each call bounded and watched by the monitor) and
 translate; a backend failure propagates as the project's own ``SourceError`` and becomes a
-503 naming the backend in ``install_error_handlers``.
+503 naming the backend in ``install_error_handlers``, and input the handlers refuse is an
+``Unprocessable`` naming its place: one 422 shape with pydantic's own refusals.
 """
 
 from __future__ import annotations
@@ -13,18 +14,21 @@ import time
 from collections.abc import Awaitable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
-from exporter.errors import SourceError
+from exporter.errors import SourceError, TraceNotFound
 from exporter.runtime import ExporterRuntime
 from exporter.sources.base import LatencySummary
-from exporter.spans import parse_request_id
+from exporter.spans import REQUEST_ID, parse_request_id
 from exporter.translate import build_trace, iso, metrics_data, summarize
 from failure_lab.contract import MetricsData, RequestSummary, TraceResponse
 from failure_lab.durations import MIN_WINDOW_SECONDS, parse_window
+from failure_lab.errors import Unprocessable
+from failure_lab.openapi import errors
 
 router = APIRouter(tags=["read"])
+BACKEND_DOWN = errors((503, "the metrics or trace backend failed or was slow (named in detail)"))
 
 
 class StageLatency(BaseModel):
@@ -89,20 +93,30 @@ def _window(runtime: ExporterRuntime, window: str | None) -> float:
     try:
         return parse_window(window, MIN_WINDOW_SECONDS, settings.max_metrics_window_seconds)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise Unprocessable(str(exc), loc=("query", "window")) from None
 
 
-WindowParam = Annotated[str | None, Query(description="Duration like 30s, 1m, 1m30s (default 1m).")]
+WindowParam = Annotated[
+    str | None,
+    Query(
+        description="A duration: seconds (90, 2.5) or units from the largest, each at most once "
+        "(1h, 2m, 30s, 500ms, 1m30s); from 2s to FAILURE_LAB_MAX_METRICS_WINDOW_SECONDS. "
+        "Default FAILURE_LAB_METRICS_WINDOW_SECONDS.",
+        max_length=64,
+    ),
+]
 
 
+CLOCK_SKEW_SECONDS = 5.0
 AtParam = Annotated[
     float | None,
     Query(
+        allow_inf_nan=False,
         description="Unix seconds: evaluate the window that ended then (default now). The "
-        "whole window must lie within the last max window (FAILURE_LAB_MAX_METRICS_WINDOW_SECONDS)."
+        "whole window must lie within the last max window (FAILURE_LAB_MAX_METRICS_WINDOW_SECONDS)"
+        f", and end no later than now (with {CLOCK_SKEW_SECONDS:g} s of clock skew).",
     ),
 ]
-CLOCK_SKEW_SECONDS = 5.0
 
 
 def _evaluated(
@@ -121,16 +135,20 @@ def _at(runtime: ExporterRuntime, at: float | None, window_seconds: float) -> fl
     if not (
         math.isfinite(at) and at - window_seconds >= horizon and at <= now + CLOCK_SKEW_SECONDS
     ):
-        raise HTTPException(
-            422,
+        raise Unprocessable(
             f"at={at:g}: the window must end by now and start within the last "
             f"{runtime.settings.max_metrics_window_seconds:g}s "
             "(FAILURE_LAB_MAX_METRICS_WINDOW_SECONDS)",
+            loc=("query", "at"),
         )
     return min(at, now)
 
 
-@router.get("/metrics/json", summary="Request rate, error rate, retries, p95/p99 over a window")
+@router.get(
+    "/metrics/json",
+    responses=BACKEND_DOWN,
+    summary="Request rate, error rate, retries, p95/p99 over a window",
+)
 async def metrics_json(
     runtime: RuntimeDep, window: WindowParam = None, at: AtParam = None
 ) -> MetricsData:
@@ -151,7 +169,11 @@ def _stage(summary: LatencySummary | None) -> StageLatency:
     )
 
 
-@router.get("/v1/metrics/latency", summary="avg/p50/p95/p99 and samples per stage")
+@router.get(
+    "/v1/metrics/latency",
+    responses=BACKEND_DOWN,
+    summary="avg/p50/p95/p99 and samples per stage",
+)
 async def latency(
     runtime: RuntimeDep, window: WindowParam = None, at: AtParam = None
 ) -> LatencyReport:
@@ -167,7 +189,9 @@ async def latency(
     )
 
 
-@router.get("/v1/requests/recent", summary="The newest requests, newest first")
+@router.get(
+    "/v1/requests/recent", responses=BACKEND_DOWN, summary="The newest requests, newest first"
+)
 async def recent_requests(
     runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[RequestSummary]:
@@ -179,18 +203,24 @@ async def recent_requests(
 @router.get(
     "/v1/trace/{request_id}",
     summary="A request's trace: events, failure points, retry attempts",
-    responses={
-        404: {"description": "unknown, or not yet in the trace backend"},
-        422: {"description": "not a UUID"},
-    },
+    responses={**BACKEND_DOWN, **errors((404, "unknown, or not yet in the trace backend"))},
 )
 async def trace(
-    runtime: RuntimeDep, request_id: Annotated[str, Path(description="UUID (= trace id)")]
+    runtime: RuntimeDep,
+    request_id: Annotated[
+        str,
+        Path(
+            description="The request id: a UUID, or the trace id as 32 hex digits.",
+            pattern=f"^(?:{REQUEST_ID.pattern})$",
+        ),
+    ],
 ) -> TraceResponse:
     try:
         trace_id = parse_request_id(request_id)
-    except ValueError as exc:
-        raise HTTPException(422, f"request_id {request_id!r}: {exc}") from None
+    except ValueError:  # the form is the pattern's: what is left is the all-zero id
+        raise TraceNotFound(
+            request_id, False, runtime.traces.name, hint="the all-zero id is no trace's"
+        ) from None
     spans = await runtime.traces.trace(trace_id)
     return build_trace(spans)
 

@@ -5,17 +5,21 @@ route with them), and ``failure-lab run`` parses them: one definition for all th
 on neither side.
 
 Field names and types are the contract's; validation bounds are the ones docs/api.md states.
-Requests are strict (unknown fields and wrong types are refused with 422) so a
-typo never silently falls back to a default. Bounds that depend on settings (caps) are
-checked by the service layer, which names the setting that raises them.
+Requests are strict (``StrictRequest``: unknown fields and wrong types are refused with 422,
+so a typo never silently falls back to a default) and every number is finite. A bound that
+depends on settings (a cap) is declared on its field as ``SettingBound`` and checked at the
+API edge by :func:`failure_lab.bounds.check_bounds`, which names the setting that raises it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from failure_lab.bounds import SettingBound
+from failure_lab.strict import StrictRequest
 
 RateLimitAlgorithm = Literal["token_bucket", "leaky_bucket", "fixed_window", "sliding_window"]
 TrafficMode = Literal["single", "burst", "sustained"]
@@ -32,28 +36,36 @@ EndpointKey = Literal[
 ]
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class RequestPayload(_Request):
+class RequestPayload(StrictRequest):
     """How the simulated pipeline treats the generated requests."""
 
-    rate_of_requests: float = Field(ge=0, description="Default rps for sustained mode.")
-    number_of_requests: int = Field(ge=1, description="Default count for burst mode.")
+    rate_of_requests: Annotated[float, SettingBound("max_rps")] = Field(
+        ge=0, description="Default rps for sustained mode."
+    )
+    number_of_requests: Annotated[int, SettingBound("max_burst_count")] = Field(
+        ge=1, description="Default count for burst mode."
+    )
     retries_enabled: bool
-    rate_limiting: float = Field(ge=0, description="Allowed req/s; 0 turns the limiter off.")
+    rate_limiting: Annotated[float, SettingBound("max_rate_limit")] = Field(
+        ge=0, description="Allowed req/s; 0 turns the limiter off."
+    )
     rate_limiting_algo: RateLimitAlgorithm
     cache_enabled: bool
-    cache_ttl: float = Field(ge=0, description="Seconds a cached read stays fresh.")
-    db_latency: float = Field(ge=0, description="Base database latency in ms.")
+    cache_ttl: Annotated[float, SettingBound("max_cache_ttl_seconds")] = Field(
+        ge=0, description="Seconds a cached read stays fresh."
+    )
+    db_latency: Annotated[float, SettingBound("max_db_latency_ms")] = Field(
+        ge=0, description="Database latency in ms added to every query."
+    )
 
 
-class TrafficRequest(_Request):
+class TrafficRequest(StrictRequest):
     mode: TrafficMode
-    count: int | None = Field(default=None, ge=1)
-    rps: float | None = Field(default=None, gt=0)
-    duration: float | None = Field(default=None, gt=0)
+    count: Annotated[int | None, SettingBound("max_burst_count")] = Field(default=None, ge=1)
+    rps: Annotated[float | None, SettingBound("max_rps")] = Field(default=None, gt=0)
+    duration: Annotated[float | None, SettingBound("max_duration_seconds")] = Field(
+        default=None, gt=0
+    )
     payload: RequestPayload
 
     @model_validator(mode="after")
@@ -102,16 +114,16 @@ class TrafficStatus(BaseModel):
     achieved_rps: float | None = None
 
 
-class FailureConfig(_Request):
+class FailureConfig(StrictRequest):
     """Faults applied to every request. A PUT replaces it whole, so every field is required."""
 
     failure_injection_enabled: bool
     failure_rate: float = Field(ge=0, le=1)
-    db_latency_min_ms: float = Field(ge=0)
-    db_latency_max_ms: float = Field(ge=0)
-    db_timeout_seconds: float = Field(gt=0)
-    redis_timeout_seconds: float = Field(gt=0)
-    max_retries: int = Field(ge=0)
+    db_latency_min_ms: Annotated[float, SettingBound("max_db_latency_ms")] = Field(ge=0)
+    db_latency_max_ms: Annotated[float, SettingBound("max_db_latency_ms")] = Field(ge=0)
+    db_timeout_seconds: Annotated[float, SettingBound("max_db_timeout_seconds")] = Field(gt=0)
+    redis_timeout_seconds: Annotated[float, SettingBound("max_redis_timeout_seconds")] = Field(gt=0)
+    max_retries: Annotated[int, SettingBound("max_retries_cap")] = Field(ge=0)
 
     @model_validator(mode="after")
     def _min_le_max(self) -> Self:
@@ -201,7 +213,7 @@ class Job(BaseModel):
     summary: JobSummary | None = Field(default=None, description="Once the job has completed.")
 
 
-class ScenarioJobRequest(_Request):
+class ScenarioJobRequest(StrictRequest):
     """A scenario job: a named load shape over the user API.
 
     ``normal`` holds ``max_rps``; ``peak`` ramps 0 to ``max_rps`` over the first quarter,
@@ -212,11 +224,18 @@ class ScenarioJobRequest(_Request):
     """
 
     scenario: ScenarioName
-    duration: float = Field(gt=0, description="Seconds.")
-    max_rps: float | None = Field(
+    duration: Annotated[float, SettingBound("max_duration_seconds")] = Field(
+        gt=0, description="Seconds."
+    )
+    max_rps: Annotated[float | None, SettingBound("max_rps")] = Field(
         default=None, gt=0, description="Peak rate; default 20 (stress: the server's cap)."
     )
-    endpoints: Literal["all"] | list[EndpointKey] = Field(
+    endpoints: (
+        Literal["all"]
+        | Annotated[
+            list[EndpointKey], Field(json_schema_extra={"minItems": 1, "uniqueItems": True})
+        ]
+    ) = Field(
         default="all", description='"all" (the read-heavy rotation) or route keys to rotate over.'
     )
     payload: RequestPayload | None = Field(
@@ -239,7 +258,7 @@ class ScenarioJobRequest(_Request):
         return self
 
 
-class CircuitBreakerConfig(_Request):
+class CircuitBreakerConfig(StrictRequest):
     """The database circuit breaker of this process; a PUT replaces it whole."""
 
     enabled: bool
@@ -276,16 +295,15 @@ DisruptionStatus = Literal["active", "expired", "cancelled"]
 UserRoute = Literal["/api/v1/users", "/api/v1/users/{id}", "/api/v1/users/error"]
 
 
-class DisruptionRequest(_Request):
+class DisruptionRequest(StrictRequest):
     """A time-boxed disruption; ``endpoints`` are route templates, default all of them.
 
-    Whether the endpoints exist and the duration is under its cap is checked by the
-    service layer, which knows the routes and the settings.
+    The duration's cap is a setting, checked at the API edge with the other bounds.
     """
 
     type: DisruptionType
     severity: float = Field(ge=0, le=1)
-    duration_seconds: float = Field(gt=0)
+    duration_seconds: Annotated[float, SettingBound("max_disruption_seconds")] = Field(gt=0)
     endpoints: list[UserRoute] | None = Field(default=None, min_length=1, max_length=20)
 
 

@@ -7,6 +7,7 @@ of these kinds; what a kind means to a client is decided once, at the API edge, 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import ClassVar
 
 
@@ -23,14 +24,18 @@ class Conflict(LabError):
 
 
 class Unprocessable(LabError):
-    """Well-formed input that cannot be carried out as asked."""
+    """Well-formed input that cannot be carried out as asked.
+
+    ``loc`` is where the input was (``("query", "window")``), as in a validation error.
+    """
+
+    def __init__(self, message: str, loc: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class CapExceeded(Unprocessable):
-    """A request asked for more than a server-side bound allows; names the setting.
-
-    ``loc`` is where the number was (``("body", "count")``), as in a validation error.
-    """
+    """A request asked for more than a server-side bound allows; names the setting."""
 
     def __init__(
         self,
@@ -40,9 +45,19 @@ class CapExceeded(Unprocessable):
         setting: str,
         loc: tuple[str | int, ...] = (),
     ) -> None:
-        super().__init__(f"{what} {value:g} exceeds the cap of {cap:g}; raise it with {setting}")
+        super().__init__(
+            f"{what} {number(value)} exceeds the cap of {number(cap)}; raise it with {setting}",
+            loc,
+        )
         self.setting = setting
-        self.loc = loc
+
+
+def number(value: float) -> str:
+    """``value`` as ``%g`` writes it; an integer too large for a float in ``e`` form."""
+    try:
+        return f"{value:g}"
+    except OverflowError:  # an int of hundreds of digits, as a JSON body can hold
+        return f"{Decimal(value):.6g}"
 
 
 class BackendFailure(LabError):

@@ -25,7 +25,8 @@ import hmac
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 from fastapi import FastAPI
@@ -299,6 +300,33 @@ async def _watch(receive: Receive, gone: asyncio.Event, task: asyncio.Task[objec
             pass
     gone.set()
     task.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class GuardAnswer:
+    """One refusal a guard can answer instead of the app, for the OpenAPI document."""
+
+    description: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def guard_answers(method: str, path: str, settings: Settings) -> dict[int, GuardAnswer]:
+    """What the guards installed with ``settings`` can answer ``method path`` instead of
+    the route (CORS preflights aside), by status."""
+    answers = {413: GuardAnswer("request body over FAILURE_LAB_MAX_BODY_BYTES")}
+    if "*" not in settings.served_hosts():
+        answers[400] = GuardAnswer("Host not served (FAILURE_LAB_ALLOWED_HOSTS)")
+    if settings.api_token is not None and needs_token(method, path, settings.api_token_for_reads):
+        answers[401] = GuardAnswer(
+            "missing or wrong bearer token (FAILURE_LAB_API_TOKEN)",
+            {"www-authenticate": "Bearer challenge"},
+        )
+    if control_rate_items(settings.control_rate_limit) and is_control(path):
+        answers[429] = GuardAnswer(
+            "too many control calls from this client (FAILURE_LAB_CONTROL_RATE_LIMIT)",
+            {"retry-after": "seconds until a call is allowed again"},
+        )
+    return dict(sorted(answers.items()))
 
 
 def control_rate_items(setting: str) -> list[RateLimitItem]:

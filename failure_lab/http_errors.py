@@ -18,6 +18,7 @@ from typing import Any, Final
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from failure_lab.contract import ErrorAnswer, InputError, ValidationProblem
 from failure_lab.errors import (
@@ -28,6 +29,7 @@ from failure_lab.errors import (
     NotFound,
     Unprocessable,
 )
+from failure_lab.methods import allowed_methods
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +62,8 @@ def error_answer(exc: LabError) -> JSONResponse:
         what = "did not answer in time" if exc.timed_out else "unavailable"
         return answer(503, f"{exc.backend} {what}: {exc.message}")
     if isinstance(exc, Unprocessable):
-        loc = list(exc.loc) if isinstance(exc, CapExceeded) else []
         kind = "cap_exceeded" if isinstance(exc, CapExceeded) else "unprocessable"
-        return unprocessable([InputError(loc=loc, msg=str(exc), type=kind)])
+        return unprocessable([InputError(loc=list(exc.loc), msg=str(exc), type=kind)])
     for kind_of, status in STATUS_OF_KIND:
         if isinstance(exc, kind_of):
             return answer(status, str(exc))
@@ -93,11 +94,14 @@ def _got(error: Mapping[str, Any]) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return f" (got {'NaN' if math.isnan(value) else ('-' if value < 0 else '') + 'Infinity'})"
     if isinstance(value, bool | int | float):
-        return f" (got {value!r})"
+        return f" (got {_short(repr(value))})"
     if isinstance(value, str):
-        text = value if len(value) <= SHOWN_INPUT else value[:SHOWN_INPUT] + "..."
-        return f" (got {text!r})"
+        return f" (got {_short(value)!r})"
     return ""
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= SHOWN_INPUT else text[:SHOWN_INPUT] + "..."
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -109,10 +113,22 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return unprocessable(validation_errors(exc.errors()))
 
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        """Starlette's own refusals (404 no route, 405 wrong method) in the one shape; a
+        405 lists every method of the path."""
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))
+        if exc.status_code == 422:
+            return unprocessable([InputError(loc=[], msg=str(exc.detail), type="unprocessable")])
+        return answer(exc.status_code, str(exc.detail), headers)
+
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return answer(500, "internal error; see the server log")
 
     app.add_exception_handler(LabError, lab_error)
     app.add_exception_handler(RequestValidationError, invalid_input)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

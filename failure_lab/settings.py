@@ -19,7 +19,9 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 class Settings(BaseSettings):
     """Everything a simulator or embedded server needs to start."""
 
-    model_config = SettingsConfigDict(env_prefix="FAILURE_LAB_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="FAILURE_LAB_", extra="ignore", allow_inf_nan=False
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -59,8 +61,24 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=60, description="Interval of a job's Server-Sent Events."
     )
 
-    # Bounds on the failure config.
+    # Bounds on the failure config and the pipeline options (docs/api.md, "Bounds"): a request
+    # above one gets 422 (400 in the options header) naming the bound and this setting.
     max_retries_cap: int = Field(default=10, ge=0)
+    max_db_latency_ms: float = Field(
+        default=60_000.0, gt=0, description="Bound on database latencies (config and payload)."
+    )
+    max_db_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Bound on db_timeout_seconds: the longest attempt."
+    )
+    max_redis_timeout_seconds: float = Field(
+        default=1.0, gt=0, description="Bound on redis_timeout_seconds: the longest Redis call."
+    )
+    max_cache_ttl_seconds: float = Field(
+        default=86_400.0, gt=0, description="Bound on a request's cache TTL."
+    )
+    max_rate_limit: float = Field(
+        default=100_000.0, gt=0, description="Bound on a request's own rate limit (req/s)."
+    )
 
     # Retry backoff: full jitter over base * 2**attempt, capped.
     retry_base_ms: float = Field(default=20.0, gt=0)

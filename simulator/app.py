@@ -30,6 +30,8 @@ from exporter.feed import router as feed_router
 from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
 from failure_lab.http_errors import install_error_handlers
+from failure_lab.methods import HeadAsGet
+from failure_lab.openapi import install_openapi
 from failure_lab.settings import Settings
 from simulator.api import control, disruptions, jobs, statistics, users
 from simulator.generator.metrics import GeneratorMetrics
@@ -86,6 +88,7 @@ def create_app(
     app.state.tracer_provider = tracer_provider
     app.state.exporter_shim = shim
     install_error_handlers(app)
+    install_openapi(app, settings)
     _include_routes(app, registry, embedded_shim=shim is not None)
     app.add_middleware(
         OpenTelemetryMiddleware,
@@ -95,6 +98,7 @@ def create_app(
         meter_provider=NoOpMeterProvider(),
         exclude_spans=["send", "receive"],
     )
+    app.add_middleware(HeadAsGet)  # outside the tracing: a HEAD is traced as its GET
     install_guards(app, settings)  # outermost: a refused request is not a traced one
     return app
 

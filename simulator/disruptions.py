@@ -43,7 +43,7 @@ from failure_lab.control import (
     DisruptionType,
     UserRoute,
 )
-from failure_lab.errors import CapExceeded, Conflict, NotFound
+from failure_lab.errors import Conflict, NotFound
 from failure_lab.settings import Settings
 from simulator.cache import CacheError
 from simulator.database import DatabaseError
@@ -171,7 +171,6 @@ class DisruptionRegistry:
         self.clock = clock
         self.latency_spike_ms = settings.disruption_latency_spike_ms
         self.squeeze_rps = settings.disruption_squeeze_rps
-        self._max_seconds = settings.max_disruption_seconds
         self._max_active = settings.max_active_disruptions
         self._kept = settings.finished_disruptions_kept
         self._rng = rng
@@ -185,13 +184,6 @@ class DisruptionRegistry:
         return self._rng.random() < probability
 
     def create(self, request: DisruptionRequest) -> Disruption:
-        if request.duration_seconds > self._max_seconds:
-            raise CapExceeded(
-                "duration_seconds",
-                request.duration_seconds,
-                self._max_seconds,
-                "FAILURE_LAB_MAX_DISRUPTION_SECONDS",
-            )
         self.expire_due()
         if len(self._entries) >= self._max_active:
             raise Conflict(
@@ -233,8 +225,10 @@ class DisruptionRegistry:
         entry = self._entries.get(disruption_id)
         if entry is None:
             ended = self._ended.get(disruption_id)
-            why = f"already {ended.status}" if ended is not None else "unknown"
-            raise NotFound(f"no active disruption {disruption_id} ({why})")
+            if ended is None:
+                raise NotFound(f"no disruption {disruption_id} (unknown, or ended long ago)")
+            # It exists (GET shows it) but has ended: a state conflict, not a missing thing.
+            raise Conflict(f"disruption {disruption_id} has already {ended.status}; not active")
         self._end(entry, "cancelled")
         self._arm()
         return self._view(entry, self.clock())

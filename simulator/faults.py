@@ -66,7 +66,7 @@ class MemoryConfigStore:
 
 
 class RedisConfigStore:
-    """One JSON document under one key; a missing key means the defaults.
+    """One JSON document under one key; a missing key means ``defaults``.
 
     ``on_change`` is called whenever this process sees a config other than the last one,
     whichever replica wrote it, so each replica's gauges follow the shared config.
@@ -79,12 +79,14 @@ class RedisConfigStore:
         key: str = "failure-lab:config:failure",
         timeout: float = 0.5,
         on_change: OnChange = _nothing,
+        defaults: FailureConfig | None = None,
     ) -> None:
         self._client = client
         self._key = key
         self._timeout = timeout
         self._on_change = on_change
-        self._last = FailureConfig.defaults()
+        self._defaults = defaults or FailureConfig.defaults()
+        self._last = self._defaults
 
     def _seen(self, config: FailureConfig) -> None:
         if config != self._last:
@@ -98,7 +100,7 @@ class RedisConfigStore:
         except (TimeoutError, RedisError, OSError) as exc:
             raise ConfigStoreUnavailable(str(exc) or "timed out") from exc
         if raw is None:
-            config = FailureConfig.defaults()
+            config = self._defaults
         else:
             try:
                 config = FailureConfig.model_validate_json(raw, strict=False)

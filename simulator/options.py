@@ -4,25 +4,59 @@ A ``RequestPayload`` configures the pipeline for the requests it generates. Thos
 travel over real HTTP, so the options ride in one compact header that the service parses
 without touching JSON, for example
 ``x-failure-lab-options: retries=1;rl=10;algo=token_bucket;cache=1;ttl=30;dbl=50``.
-A request without the header (curl, wrk) gets the defaults below. The service answers
+A request without the header (curl, wrk) gets the defaults below. Numbers are finite, at
+least 0 and at most the bounds of the payload fields they carry (``OptionBounds``, from the
+same ``SettingBound`` declarations), so a header cannot ask for more than a body can. The
+service answers
 every request with the number of database retries it made in ``RETRIES_HEADER``, which is how
 the generator counts retries it cannot see.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Final, get_args
 
+from failure_lab.bounds import bound_of
 from failure_lab.control import RateLimitAlgorithm, RequestPayload
+from failure_lab.settings import Settings
 
 HEADER: Final = "x-failure-lab-options"
 RETRIES_HEADER: Final = "x-failure-lab-retries"
 ALGORITHMS: Final[tuple[str, ...]] = get_args(RateLimitAlgorithm)
+SHOWN: Final = 40
+"""Characters of a refused value quoted back."""
+CARRIES: Final = MappingProxyType({"rl": "rate_limiting", "ttl": "cache_ttl", "dbl": "db_latency"})
+"""The numeric keys of the header, and the payload field each carries."""
 
 
 class InvalidOptions(ValueError):
     """The options header could not be parsed; the service answers 400."""
+
+
+@dataclass(frozen=True, slots=True)
+class OptionBounds:
+    """The largest value of each numeric key, with the variable that raises it."""
+
+    caps: Mapping[str, tuple[float, str]]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OptionBounds:
+        bounds = {key: bound_of(RequestPayload, name) for key, name in CARRIES.items()}
+        return cls({key: (b.cap(settings), b.env) for key, b in bounds.items()})
+
+    def number(self, key: str, value: str) -> float:
+        """The number in ``value``: finite, >= 0 and within the bound of ``key``."""
+        number = float(value)
+        if not (math.isfinite(number) and number >= 0):
+            raise ValueError("expected a finite number >= 0")
+        cap, env = self.caps[key]
+        if number > cap:
+            raise ValueError(f"{number:g} exceeds the cap of {cap:g}; raise it with {env}")
+        return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +86,9 @@ class PipelineOptions:
         )
 
     @classmethod
-    def decode(cls, header: str | None) -> PipelineOptions:
-        """Parse the header; absent keys keep their defaults, anything malformed is refused."""
+    def decode(cls, header: str | None, bounds: OptionBounds) -> PipelineOptions:
+        """Parse the header; absent keys keep their defaults, anything malformed or out of
+        ``bounds`` is refused."""
         options = cls()
         if not header:
             return options
@@ -62,9 +97,9 @@ class PipelineOptions:
             if not sep:
                 raise InvalidOptions(f"{HEADER}: expected key=value, got {item!r}")
             try:
-                options = _apply(options, key, value)
+                options = _apply(options, key, value, bounds)
             except ValueError as exc:
-                raise InvalidOptions(f"{HEADER}: {key}={value!r}: {exc}") from None
+                raise InvalidOptions(f"{HEADER}: {key}={value[:SHOWN]!r}: {exc}") from None
         return options
 
 
@@ -74,19 +109,12 @@ def _flag(value: str) -> bool:
     return value == "1"
 
 
-def _non_negative(value: str) -> float:
-    number = float(value)
-    if not number >= 0 or number == float("inf"):
-        raise ValueError("expected a finite number >= 0")
-    return number
-
-
-def _apply(options: PipelineOptions, key: str, value: str) -> PipelineOptions:
+def _apply(options: PipelineOptions, key: str, value: str, bounds: OptionBounds) -> PipelineOptions:
     match key:
         case "retries":
             return replace(options, retries_enabled=_flag(value))
         case "rl":
-            return replace(options, rate_limit=_non_negative(value))
+            return replace(options, rate_limit=bounds.number(key, value))
         case "algo":
             if value not in ALGORITHMS:
                 raise ValueError(f"expected one of {', '.join(ALGORITHMS)}")
@@ -94,7 +122,7 @@ def _apply(options: PipelineOptions, key: str, value: str) -> PipelineOptions:
         case "cache":
             return replace(options, cache_enabled=_flag(value))
         case "ttl":
-            return replace(options, cache_ttl=_non_negative(value))
+            return replace(options, cache_ttl=bounds.number(key, value))
         case "dbl":
-            return replace(options, db_latency_ms=_non_negative(value))
+            return replace(options, db_latency_ms=bounds.number(key, value))
     raise ValueError("unknown key (known: retries, rl, algo, cache, ttl, dbl)")

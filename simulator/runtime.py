@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from opentelemetry.sdk.trace import TracerProvider
 
+from failure_lab.bounds import within_bounds
 from failure_lab.control import CircuitBreakerConfig, FailureConfig
 from failure_lab.settings import Settings
 from simulator.backoff import Backoff
@@ -30,6 +31,7 @@ from simulator.generator.engine import TrafficEngine
 from simulator.generator.jobs import JobManager
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import RequestPlanner
+from simulator.options import OptionBounds
 from simulator.pipeline import Pipeline
 from simulator.ratelimit import RateLimiter
 from simulator.ratelimit.memory import MemoryRateLimiter
@@ -56,6 +58,11 @@ class Runtime:
     redis: aioredis.Redis | None = None
     closers: list[Cache | RateLimiter] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    option_bounds: OptionBounds = field(init=False)
+    """What the options header of a user API request may ask for."""
+
+    def __post_init__(self) -> None:
+        self.option_bounds = OptionBounds.from_settings(self.settings)
 
     @classmethod
     async def start(
@@ -141,11 +148,13 @@ def _backends(
         metrics.config_changes.inc()
         metrics.config_last_change.set_to_current_time()
 
+    # A fresh process applies the default config, lowered to whatever bounds its settings set.
+    defaults = within_bounds(FailureConfig.defaults(), settings)
     if not settings.redis_url:
         return _Backends(
             MemoryRateLimiter(),
             MemoryCache(settings.memory_cache_max_entries),
-            MemoryConfigStore(on_change=on_config),
+            MemoryConfigStore(defaults, on_change=on_config),
         )
     client = redis_client(settings.redis_url)
     if settings.telemetry_enabled:
@@ -156,7 +165,7 @@ def _backends(
     return _Backends(
         RedisRateLimiter(client),
         RedisCache(client),
-        RedisConfigStore(client, on_change=on_config),
+        RedisConfigStore(client, on_change=on_config, defaults=defaults),
         client,
     )
 

@@ -1,7 +1,8 @@
 """The control contract (docs/api.md): generate traffic, read its status, set failures.
 
-Caps on count, rate and duration are server settings; a request above one gets 422 naming
-the cap and the setting that raises it. Sustained generation answers 202 with a job that
+Caps on count, rate, duration and every number of the failure config are server settings,
+declared on the models' fields; a request above one gets 422 naming the cap and the setting
+that raises it (``check_bounds``). Sustained generation answers 202 with a job that
 can be read and stopped under ``/v1/traffic/jobs`` (simulator/api/jobs.py). The circuit
 breaker's config can be changed at run time too, so a scenario can compare a run with and
 without it.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from failure_lab.bounds import check_bounds
 from failure_lab.control import (
     CircuitBreakerConfig,
     CircuitBreakerStatus,
@@ -21,44 +23,27 @@ from failure_lab.control import (
     TrafficResult,
     TrafficStatus,
 )
-from failure_lab.errors import CapExceeded
-from failure_lab.settings import Settings
+from failure_lab.openapi import errors
 from simulator.api.deps import RuntimeDep
+from simulator.api.jobs import JOB_LINKS
 from simulator.options import PipelineOptions
 from simulator.runtime import Runtime
 
 router = APIRouter(tags=["control"])
-
-
-def check_caps(traffic: TrafficRequest, settings: Settings) -> None:
-    if traffic.mode == "burst" and traffic.effective_count > settings.max_burst_count:
-        raise CapExceeded(
-            "count",
-            traffic.effective_count,
-            settings.max_burst_count,
-            "FAILURE_LAB_MAX_BURST_COUNT",
-        )
-    if traffic.mode == "sustained":
-        if traffic.effective_rps > settings.max_rps:
-            raise CapExceeded("rps", traffic.effective_rps, settings.max_rps, "FAILURE_LAB_MAX_RPS")
-        duration = traffic.duration or 0.0
-        if duration > settings.max_duration_seconds:
-            raise CapExceeded(
-                "duration",
-                duration,
-                settings.max_duration_seconds,
-                "FAILURE_LAB_MAX_DURATION_SECONDS",
-            )
+REDIS_DOWN = (503, "Redis holds the config (FAILURE_LAB_REDIS_URL) and did not answer")
 
 
 @router.post(
     "/v1/traffic/generate",
     response_model=TrafficResult | list[TrafficResult] | Job,
-    responses={202: {"model": Job, "description": "sustained: the job started"}},
+    responses={
+        202: {"model": Job, "description": "sustained: the job started", "links": JOB_LINKS},
+        **errors((409, "a sustained job past FAILURE_LAB_MAX_ACTIVE_JOBS or the summed rate cap")),
+    },
     summary="Generate traffic: single (one result), burst (a list), sustained (202, a job)",
 )
 async def generate(traffic: TrafficRequest, runtime: RuntimeDep) -> object:
-    check_caps(traffic, runtime.settings)
+    check_bounds(traffic, runtime.settings)
     options = PipelineOptions.from_payload(traffic.payload)
     match traffic.mode:
         case "single":
@@ -77,20 +62,20 @@ async def traffic_status(runtime: RuntimeDep) -> TrafficStatus:
     return runtime.jobs.status()
 
 
-@router.get("/v1/config/failure", summary="The failure config applied to every request")
+@router.get(
+    "/v1/config/failure",
+    responses=errors(REDIS_DOWN),
+    summary="The failure config applied to every request",
+)
 async def get_failure_config(runtime: RuntimeDep) -> FailureConfig:
     return await runtime.config_store.get()
 
 
-@router.put("/v1/config/failure", summary="Replace the whole failure config")
+@router.put(
+    "/v1/config/failure", responses=errors(REDIS_DOWN), summary="Replace the whole failure config"
+)
 async def put_failure_config(config: FailureConfig, runtime: RuntimeDep) -> FailureConfig:
-    if config.max_retries > runtime.settings.max_retries_cap:
-        raise CapExceeded(
-            "max_retries",
-            config.max_retries,
-            runtime.settings.max_retries_cap,
-            "FAILURE_LAB_MAX_RETRIES_CAP",
-        )
+    check_bounds(config, runtime.settings)
     await runtime.config_store.put(config)
     return config
 

@@ -20,7 +20,9 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi import Query as QueryParam
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.convertors import IntegerConvertor, register_url_convertor
 
+from failure_lab.openapi import errors
 from simulator.api.deps import runtime_of
 from simulator.database import Query
 from simulator.options import HEADER, RETRIES_HEADER, InvalidOptions, PipelineOptions
@@ -30,7 +32,44 @@ from simulator.runtime import Runtime
 
 ERROR_STATUSES = (500, 502, 503, 504)
 
+
+class UserIdConvertor(IntegerConvertor):
+    """A user id in a path: at most 18 digits, so it is an int64 and never a number too long
+    to convert; anything else (``error``, ``-1``, a thousand digits) is no route, 404."""
+
+    regex = "[0-9]{1,18}"
+
+
+MAX_USER_ID = 10**18 - 1
+register_url_convertor("user_id", UserIdConvertor())  # before the routes that name it
+
 router = APIRouter(prefix="/api/v1/users", tags=["simulated service"])
+OPTIONS_HEADER = (
+    f"Pipeline options ride in the header `{HEADER}` (docs/api.md), e.g. "
+    "`retries=1;rl=10;algo=token_bucket;cache=1;ttl=30;dbl=50`; a malformed one, or a number "
+    "past its bound, is 400."
+)
+ADMISSION = errors(
+    (400, f"a malformed {HEADER} header, or a number in it past its bound"),
+    (429, "the request's own rate limit, or a rate_limit_squeeze disruption"),
+    (500, "an error_burst disruption failed the request (on purpose)"),
+)
+DATABASE = errors(
+    (503, "the simulated database failed (injected) after the retries, or the circuit is open"),
+    (504, "the simulated database timed out after the retries"),
+)
+FAILURES = {**ADMISSION, **DATABASE}
+NO_USER = errors((404, "no such user"))
+
+
+class User(BaseModel):
+    id: int
+    name: str
+    email: str
+
+
+class Ok(BaseModel):
+    ok: bool
 
 
 class NewUser(BaseModel):
@@ -40,7 +79,16 @@ class NewUser(BaseModel):
 
 
 class UserChanges(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("name", "email")
+            ],
+            "description": "name and/or email; at least one of them a string.",
+        },
+    )
     name: str | None = Field(default=None, min_length=1, max_length=200)
     email: str | None = Field(default=None, min_length=3, max_length=200)
 
@@ -58,7 +106,7 @@ async def _serve(
     started = time.perf_counter()
     span = trace.get_current_span()
     try:
-        options = PipelineOptions.decode(request.headers.get(HEADER))
+        options = PipelineOptions.decode(request.headers.get(HEADER), runtime.option_bounds)
     except InvalidOptions as exc:
         outcome = Outcome(400, detail_json(str(exc)), "bad_request")
     else:
@@ -124,31 +172,87 @@ async def _injected_error(
     return Outcome(200, b'{"ok":true}', "success")
 
 
-@router.get("/error", summary="Fails with 500/502/503/504 with probability errorRate")
+@router.get(
+    "/error",
+    response_model=Ok,
+    responses={
+        **ADMISSION,
+        **errors(
+            *(
+                (status, "injected with probability errorRate (on purpose)")
+                for status in (502, 503, 504)
+            ),
+            (500, "injected with probability errorRate, or an error_burst disruption (on purpose)"),
+        ),
+    },
+    summary="Fails with 500/502/503/504 with probability errorRate",
+    description=OPTIONS_HEADER,
+)
 async def error_endpoint(
-    request: Request, errorRate: float = QueryParam(default=0.5, ge=0, le=1)
+    request: Request,
+    errorRate: float = QueryParam(
+        default=0.5,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Probability of an injected 500, 502, 503 or 504 (chosen evenly).",
+    ),
 ) -> Response:
     return await _serve(request, ERROR, "GET", None, errorRate)
 
 
-@router.get("", summary="List users")
+@router.get(
+    "",
+    response_model=list[User],
+    responses=FAILURES,
+    summary="List users (the first page)",
+    description=OPTIONS_HEADER,
+)
 async def list_users(request: Request) -> Response:
     return await _serve(request, LIST, "GET", Query("list"))
 
 
-@router.post("", status_code=201, summary="Create a user")
+@router.post(
+    "",
+    status_code=201,
+    response_model=User,
+    responses=FAILURES,
+    summary="Create a user",
+    description=OPTIONS_HEADER,
+)
 async def create_user(request: Request, user: NewUser) -> Response:
     return await _serve(request, LIST, "POST", Query("create", body=user.model_dump()))
 
 
-@router.get("/{id}", summary="Read one user (cached)")
-async def get_user(request: Request, user_id: int = Path(alias="id")) -> Response:
+@router.get(
+    "/{id:user_id}",
+    response_model=User,
+    responses={**FAILURES, **NO_USER},
+    summary="Read one user (cached)",
+    description=OPTIONS_HEADER,
+)
+async def get_user(
+    request: Request,
+    user_id: int = Path(
+        alias="id", ge=0, le=MAX_USER_ID, description="Digits only; any other path is no route."
+    ),
+) -> Response:
     return await _serve(request, ONE, "GET", Query("get", user_id))
 
 
-@router.patch("/{id}", summary="Change a user (invalidates the cache)")
+@router.patch(
+    "/{id:user_id}",
+    response_model=User,
+    responses={**FAILURES, **NO_USER},
+    summary="Change a user (invalidates the cache)",
+    description=OPTIONS_HEADER,
+)
 async def update_user(
-    request: Request, changes: UserChanges, user_id: int = Path(alias="id")
+    request: Request,
+    changes: UserChanges,
+    user_id: int = Path(
+        alias="id", ge=0, le=MAX_USER_ID, description="Digits only; any other path is no route."
+    ),
 ) -> Response:
     return await _serve(
         request,

@@ -97,6 +97,7 @@ def plan_scenario(
     users: int,
     rng: random.Random,
     latency_growth_ms: float,
+    latency_ceiling_ms: float = math.inf,
 ) -> ScenarioPlan:
     """The plan of one scenario job; ``endpoints`` None means the default rotation.
 
@@ -135,7 +136,7 @@ def plan_scenario(
             Stage("ramp_down", down, duration),
         )
     elif scenario == "latency_degradation":
-        schedule = degrading(options, latency_growth_ms, duration)
+        schedule = degrading(options, latency_growth_ms, duration, latency_ceiling_ms)
         stages = (Stage("degrading", 0.0, duration),)
     return ScenarioPlan(
         scenario=scenario,
@@ -164,14 +165,16 @@ def peak_shape(max_rps: float, duration: float) -> Callable[[float], float]:
 
 
 def degrading(
-    options: PipelineOptions, growth_ms: float, duration: float
+    options: PipelineOptions, growth_ms: float, duration: float, ceiling_ms: float = math.inf
 ) -> Callable[[float], PipelineOptions]:
-    """Options whose database latency grows linearly by ``growth_ms`` over ``duration``,
-    rounded to whole milliseconds so consecutive requests share one encoded header."""
+    """Options whose database latency grows linearly by ``growth_ms`` over ``duration``, never
+    past ``ceiling_ms`` (the bound a request may ask for), rounded to whole milliseconds so
+    consecutive requests share one encoded header."""
     base = options.db_latency_ms
 
     def at(elapsed: float) -> PipelineOptions:
         share = min(1.0, max(0.0, elapsed / duration))
-        return replace(options, db_latency_ms=round(base + growth_ms * share))
+        latency = min(ceiling_ms, round(base + growth_ms * share))
+        return replace(options, db_latency_ms=latency)
 
     return at

@@ -306,7 +306,7 @@ async def test_cancel_and_clear_all() -> None:
             == 1
         )
         again = await http.delete(f"/v1/disruptions/{outage['disruption_id']}")
-        assert again.status_code == 404
+        assert again.status_code == 409  # it exists (GET shows it), and has ended
         assert "already cancelled" in again.json()["detail"]
         assert (await http.delete("/v1/disruptions/unknown")).status_code == 404
 
@@ -318,7 +318,7 @@ async def test_cancel_and_clear_all() -> None:
         assert (await http.get("/v1/disruptions")).json()["count"] == 0
         for kind in TYPES:
             assert sample(app, "failure_lab_disruptions_active", type=kind) == 0
-        assert (await http.delete(f"/v1/disruptions/{burst['disruption_id']}")).status_code == 404
+        assert (await http.delete(f"/v1/disruptions/{burst['disruption_id']}")).status_code == 409
         assert (await http.post("/v1/disruptions/clear-all")).json()["cleared"] == 0
         # Every disruption created here has ended, each counted once.
         ended = "failure_lab_disruptions_ended_total"
@@ -331,7 +331,7 @@ async def test_an_expired_disruption_cannot_be_cancelled() -> None:
         created = await create(http, type="error_burst", severity=1, duration_seconds=0.3)
         await wait_past(created)
         response = await http.delete(f"/v1/disruptions/{created['disruption_id']}")
-        assert response.status_code == 404
+        assert response.status_code == 409
         assert "already expired" in response.json()["detail"]
 
 

@@ -98,8 +98,10 @@ async def test_trace_lookup_errors(http: httpx.AsyncClient) -> None:
     response = await http.get("/v1/trace/not-a-uuid")
     assert response.status_code == 422
     assert "not-a-uuid" in response.json()["detail"]
+    assert response.json()["errors"][0]["loc"] == ["path", "request_id"]
     response = await http.get("/v1/trace/00000000-0000-0000-0000-000000000000")
-    assert response.status_code == 422
+    assert response.status_code == 404  # well formed, and no trace's
+    assert "all-zero" in response.json()["detail"]
     unknown = str(uuid.uuid4())
     response = await http.get(f"/v1/trace/{unknown}")
     assert response.status_code == 404
@@ -162,10 +164,14 @@ async def test_metrics_json_at_evaluates_a_window_that_ended_earlier(
     ).json()
     assert stages["request"]["samples"] == pytest.approx(20, rel=0.15)
     assert idle_stages["request"]["samples"] == 0
-    for at in (after + 60, before - 7200, float("nan")):
+    for at in (after + 60, before - 7200):
         refused = await http.get("/metrics/json", params={"window": "5s", "at": at})
         assert refused.status_code == 422
         assert "FAILURE_LAB_MAX_METRICS_WINDOW_SECONDS" in refused.json()["detail"]
+        assert refused.json()["errors"][0]["loc"] == ["query", "at"]
+    not_a_time = await http.get("/metrics/json", params={"window": "5s", "at": float("nan")})
+    assert not_a_time.status_code == 422
+    assert not_a_time.json()["errors"][0]["type"] == "finite_number"
 
 
 @pytest.mark.parametrize("window", ["0s", "1s", "2h", "abc", "5x", "-1m"])

@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import Span
 from prometheus_client import CollectorRegistry
 
+from failure_lab.bounds import check_bounds
 from failure_lab.control import DisruptionRequest
 from failure_lab.errors import CapExceeded, Conflict, NotFound
 from failure_lab.settings import Settings
@@ -84,8 +85,10 @@ def test_expires_exactly_at_its_deadline_with_no_call_needed_for_reads() -> None
         value(metrics, "failure_lab_disruptions_ended_total", type="db_outage", reason="expired")
         == 1
     )
-    with pytest.raises(NotFound, match="already expired"):
+    with pytest.raises(Conflict, match="already expired"):
         disruptions.cancel(created.disruption_id)
+    with pytest.raises(NotFound, match="unknown"):
+        disruptions.cancel("0" * 32)
 
 
 def test_a_scope_stops_acting_the_moment_its_disruption_ends() -> None:
@@ -143,11 +146,17 @@ def test_requests_affected_counts_each_request_once() -> None:
     assert disruptions.get(created.disruption_id).requests_affected == 3
 
 
+def test_the_duration_is_bounded_by_its_setting() -> None:
+    settings = Settings(max_disruption_seconds=100)
+    check_bounds(request("db_outage", seconds=100), settings)
+    with pytest.raises(CapExceeded, match="FAILURE_LAB_MAX_DISRUPTION_SECONDS") as refused:
+        check_bounds(request("db_outage", seconds=101), settings)
+    assert refused.value.loc == ("body", "duration_seconds")
+
+
 def test_caps_and_bounds() -> None:
     clock = FakeClock()
     disruptions, _ = registry(clock, max_active_disruptions=2)
-    with pytest.raises(CapExceeded, match="FAILURE_LAB_MAX_DISRUPTION_SECONDS"):
-        disruptions.create(request("db_outage", seconds=101))
     disruptions.create(request("db_outage"))
     disruptions.create(request("db_outage"))
     with pytest.raises(Conflict, match="FAILURE_LAB_MAX_ACTIVE_DISRUPTIONS"):

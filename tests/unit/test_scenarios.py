@@ -132,6 +132,28 @@ def test_latency_degradation_grows_database_latency_linearly() -> None:
     assert [s.name for s in p.stages] == ["degrading"]
 
 
+def test_degrading_latency_stops_at_its_ceiling() -> None:
+    p = plan_scenario(
+        "latency_degradation",
+        duration=10.0,
+        max_rps=10.0,
+        endpoints=None,
+        options=PipelineOptions(db_latency_ms=300.0),
+        users=50,
+        rng=random.Random(7),
+        latency_growth_ms=500.0,
+        latency_ceiling_ms=400.0,
+    )
+    assert callable(p.options)
+    assert [p.options(t).db_latency_ms for t in (0.0, 1.0, 2.0, 5.0, 10.0)] == [
+        300.0,
+        350.0,
+        400.0,
+        400.0,
+        400.0,
+    ]
+
+
 def test_other_scenarios_keep_options_and_rotate_the_default_mix() -> None:
     options = PipelineOptions(retries_enabled=False)
     p = plan("normal", options=options)
