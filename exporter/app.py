@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -89,18 +88,11 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     )
     app.state.registry = registry
     install_error_handlers(app)
-    install_openapi(app, settings)
+    install_openapi(app, settings, document_streams)
     app.include_router(routes.router)
     app.include_router(feed_router)
     app.include_router(forwarding_router())
     app.include_router(metrics_router(registry))
     app.add_middleware(HeadAsGet)
     install_guards(app, settings)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = document_streams(FastAPI.openapi(app))
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -1,12 +1,13 @@
 """Stack mode: the control half of the contract is forwarded to the simulator.
 
-Only the documented control routes are forwarded, each declared here with the contract's
-own models (``failure_lab.control``), so the shim's OpenAPI document shows every one with
-its real request and response schemas and validates a body the way the simulator would.
+Only the documented control routes are forwarded, each declared as the simulator declares
+it (``failure_lab.control_routes``), so the shim's OpenAPI document shows every one with its
+real request and response schemas and errors, and validates a body the way the simulator
+would.
 What reaches the simulator is the request as it came (method, raw path, query, body, content
 type, authorization); its status code and body come back unchanged, so clients see one
 contract in both modes. A path with dot-segments, encoded slashes or control characters is
-refused with 400 (or is no route at all: 404) and never reaches another route. A simulator
+no route here (404, as for a path no route matches) and never reaches another route. A simulator
 that is down or slow is a 503 naming it, within ``forward_timeout_seconds``: the call runs
 inside :func:`exporter.boundary.backend_call` like every other backend call.
 
@@ -20,32 +21,17 @@ import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from copy import deepcopy
-from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from exporter.boundary import backend_call
 from exporter.errors import SourceUnavailable
-from failure_lab.control import (
-    CircuitBreakerConfig,
-    CircuitBreakerStatus,
-    Disruption,
-    DisruptionList,
-    DisruptionRequest,
-    DisruptionsCleared,
-    FailureConfig,
-    Job,
-    ScenarioJobRequest,
-    TrafficRequest,
-    TrafficResult,
-    TrafficStatistics,
-    TrafficStatus,
-)
+from failure_lab.control_routes import CONTROL, ControlRoute
+from failure_lab.openapi import errors
 
 FORWARDED_HEADERS: Final = ("content-type", "accept", "authorization")
 RETURNED_HEADERS: Final = ("content-type", "retry-after", "location", "www-authenticate")
@@ -59,158 +45,9 @@ SSE_EVENT: Final = {
     },
 }
 """One Server-Sent Event, as FastAPI documents an event stream."""
+SIMULATOR_DOWN: Final = (503, "the simulator (or a backend it needs) did not answer")
 _UNSAFE_RAW: Final = re.compile(rb"%(?:2f|5c)|\\", re.IGNORECASE)
 _UNSAFE_SEGMENT: Final = re.compile(r"(?:^|/)\.{1,2}(?:/|$)|[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True, slots=True)
-class Forwarded:
-    """One control route of the simulator, as the shim documents and forwards it."""
-
-    method: str
-    path: str
-    name: str
-    """The simulator's handler name, so both documents give the operation one id."""
-    summary: str
-    answer: Any
-    body: type[BaseModel] | None = None
-    status: int = 200
-    stream: bool = False
-    more: tuple[tuple[int, Any, str], ...] = ()
-    """Other successful answers: (status, model, description)."""
-
-
-FORWARDED: Final[tuple[Forwarded, ...]] = (
-    Forwarded(
-        "POST",
-        "/v1/traffic/generate",
-        "generate",
-        "Generate traffic: single (one result), burst (a list), sustained (202, a job)",
-        TrafficResult | list[TrafficResult] | Job,
-        TrafficRequest,
-        more=((202, Job, "sustained: the job started"),),
-    ),
-    Forwarded(
-        "GET",
-        "/v1/traffic/status",
-        "traffic_status",
-        "Whether a generation runs, and its request count",
-        TrafficStatus,
-    ),
-    Forwarded(
-        "GET",
-        "/v1/traffic/statistics",
-        "traffic_statistics",
-        "Everything the traffic generator sent since start: totals, per endpoint, per status, "
-        "errors by kind, retries, breaker trips, bytes",
-        TrafficStatistics,
-    ),
-    Forwarded(
-        "GET",
-        "/v1/traffic/jobs",
-        "list_jobs",
-        "Jobs, running and finished (kept for a while), newest first",
-        list[Job],
-    ),
-    Forwarded(
-        "POST",
-        "/v1/traffic/jobs",
-        "start_scenario_job",
-        "Start a scenario job: normal, peak, error_injection, latency_degradation, stress",
-        Job,
-        ScenarioJobRequest,
-        status=201,
-    ),
-    Forwarded(
-        "GET",
-        "/v1/traffic/jobs/{job_id}",
-        "get_job",
-        "One job: status, live stats, and its summary once completed",
-        Job,
-    ),
-    Forwarded(
-        "POST",
-        "/v1/traffic/jobs/{job_id}/stop",
-        "stop_job",
-        "Stop a running job (a finished one is returned as is)",
-        Job,
-    ),
-    Forwarded(
-        "GET",
-        "/v1/traffic/jobs/{job_id}/stream",
-        "stream_job",
-        "Server-Sent Events: 'status' while the job runs, then one 'done'",
-        Job,
-        stream=True,
-    ),
-    Forwarded(
-        "GET",
-        "/v1/config/failure",
-        "get_failure_config",
-        "The failure config applied to every request",
-        FailureConfig,
-    ),
-    Forwarded(
-        "PUT",
-        "/v1/config/failure",
-        "put_failure_config",
-        "Replace the whole failure config",
-        FailureConfig,
-        FailureConfig,
-    ),
-    Forwarded(
-        "GET",
-        "/v1/config/circuit-breaker",
-        "get_circuit_breaker",
-        "The database circuit breaker and its state",
-        CircuitBreakerStatus,
-    ),
-    Forwarded(
-        "PUT",
-        "/v1/config/circuit-breaker",
-        "put_circuit_breaker",
-        "Replace the circuit breaker config; turning it off resets it to closed",
-        CircuitBreakerStatus,
-        CircuitBreakerConfig,
-    ),
-    Forwarded(
-        "GET",
-        "/v1/disruptions",
-        "list_disruptions",
-        "The active disruptions, with time remaining and requests affected",
-        DisruptionList,
-    ),
-    Forwarded(
-        "POST",
-        "/v1/disruptions",
-        "create_disruption",
-        "Start a disruption; it reverts by itself",
-        Disruption,
-        DisruptionRequest,
-        status=201,
-    ),
-    Forwarded(
-        "POST",
-        "/v1/disruptions/clear-all",
-        "clear_disruptions",
-        "Cancel every active disruption",
-        DisruptionsCleared,
-    ),
-    Forwarded(
-        "GET",
-        "/v1/disruptions/{disruption_id}",
-        "get_disruption",
-        "One disruption, active or recently ended",
-        Disruption,
-    ),
-    Forwarded(
-        "DELETE",
-        "/v1/disruptions/{disruption_id}",
-        "cancel_disruption",
-        "Cancel an active disruption",
-        Disruption,
-    ),
-)
 
 
 class Forwarder:
@@ -235,7 +72,7 @@ class Forwarder:
         raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
         refused = unsafe_path(raw_path, request.url.path)
         if refused is not None:
-            raise HTTPException(400, f"path {request.url.path!r} not forwarded: {refused}")
+            raise HTTPException(404, f"no route {request.url.path!r} here: {refused}")
         query: bytes = request.scope.get("query_string", b"")
         url = httpx.URL(self._base).copy_with(raw_path=raw_path + (b"?" + query if query else b""))
         headers = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k))}
@@ -298,7 +135,7 @@ async def _relay(answer: httpx.Response, idle_timeout: float) -> AsyncIterator[b
         await answer.aclose()
 
 
-def _endpoint(route: Forwarded) -> Callable[..., Awaitable[Response]]:
+def _endpoint(name: str, route: ControlRoute) -> Callable[..., Awaitable[Response]]:
     """A handler whose signature declares the route's path parameters and body, so FastAPI
     documents and validates them; it forwards the request as it came."""
 
@@ -310,44 +147,34 @@ def _endpoint(route: Forwarded) -> Callable[..., Awaitable[Response]]:
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)
     ]
     parameters += [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str)
-        for name in re.findall(r"{(\w+)}", route.path)
+        inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
+        for param, annotation in route.params.items()
     ]
     if route.body is not None:
         parameters.append(
             inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=route.body)
         )
     forward.__signature__ = inspect.Signature(parameters, return_annotation=Response)  # type: ignore[attr-defined]
-    forward.__name__ = route.name
+    forward.__name__ = name
     return forward
 
 
-def document_streams(openapi: dict[str, Any]) -> dict[str, Any]:
+def document_streams(openapi: dict[str, Any]) -> None:
     """The relayed event streams documented as the simulator documents them: FastAPI can
     tell an event stream only from a generator endpoint, and a relay answers a Response."""
-    for route in FORWARDED:
+    for route in CONTROL.values():
         if route.stream:
-            answer = openapi["paths"][route.path][route.method.lower()]["responses"]["200"]
+            path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
+            answer = openapi["paths"][path][route.method.lower()]["responses"]["200"]
             answer["content"] = {"text/event-stream": {"itemSchema": deepcopy(SSE_EVENT)}}
-    return openapi
 
 
 def forwarding_router() -> APIRouter:
+    """Every control route, declared as the simulator declares it, forwarding."""
     router = APIRouter(tags=["control (forwarded to the simulator)"])
-    for route in FORWARDED:
-        responses: dict[int | str, dict[str, Any]] = {
-            status: {"model": model, "description": why} for status, model, why in route.more
-        }
-        if not route.stream:  # a stream is documented by document_streams
-            responses[route.status] = {"model": route.answer}
-        router.add_api_route(
-            route.path,
-            _endpoint(route),
-            methods=[route.method],
-            name=route.name,
-            summary=route.summary,
-            status_code=route.status,
-            response_model=None,
-            responses=responses,
-        )
+    for name, route in CONTROL.items():
+        declared = route.route()
+        declared.pop("response_class", None)  # a relay answers a Response, not a generator
+        declared["responses"] = {**errors(SIMULATOR_DOWN), **declared["responses"]}
+        router.api_route(**declared, name=name)(_endpoint(name, route))
     return router

@@ -16,7 +16,7 @@ deliberate failures), next to the code that raises them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -52,13 +52,19 @@ def errors(*answers: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorAnswer, "description": said[code]} for code in sorted(said)}
 
 
-def install_openapi(app: FastAPI, settings: Settings) -> None:
-    """Serve the corrected document at ``/openapi.json`` (built once, on first ask)."""
+def install_openapi(
+    app: FastAPI, settings: Settings, *also: Callable[[dict[str, Any]], None]
+) -> None:
+    """Serve the corrected document at ``/openapi.json`` (built once, on first ask);
+    ``also`` are the app's own corrections, applied after these."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            correct(build(), settings)
+            document = build()
+            correct(document, settings)
+            for fix in also:
+                fix(document)
         assert app.openapi_schema is not None
         return app.openapi_schema
 

@@ -18,30 +18,18 @@ from failure_lab.control import (
     CircuitBreakerConfig,
     CircuitBreakerStatus,
     FailureConfig,
-    Job,
     TrafficRequest,
-    TrafficResult,
     TrafficStatus,
 )
-from failure_lab.openapi import errors
+from failure_lab.control_routes import CONTROL
 from simulator.api.deps import RuntimeDep
-from simulator.api.jobs import JOB_LINKS
 from simulator.options import PipelineOptions
 from simulator.runtime import Runtime
 
 router = APIRouter(tags=["control"])
-REDIS_DOWN = (503, "Redis holds the config (FAILURE_LAB_REDIS_URL) and did not answer")
 
 
-@router.post(
-    "/v1/traffic/generate",
-    response_model=TrafficResult | list[TrafficResult] | Job,
-    responses={
-        202: {"model": Job, "description": "sustained: the job started", "links": JOB_LINKS},
-        **errors((409, "a sustained job past FAILURE_LAB_MAX_ACTIVE_JOBS or the summed rate cap")),
-    },
-    summary="Generate traffic: single (one result), burst (a list), sustained (202, a job)",
-)
+@router.api_route(**CONTROL["generate"].route())
 async def generate(traffic: TrafficRequest, runtime: RuntimeDep) -> object:
     check_bounds(traffic, runtime.settings)
     options = PipelineOptions.from_payload(traffic.payload)
@@ -57,23 +45,17 @@ async def generate(traffic: TrafficRequest, runtime: RuntimeDep) -> object:
             return JSONResponse(job.model_dump(mode="json"), status_code=202)
 
 
-@router.get("/v1/traffic/status", summary="Whether a generation runs, and its request count")
+@router.api_route(**CONTROL["traffic_status"].route())
 async def traffic_status(runtime: RuntimeDep) -> TrafficStatus:
     return runtime.jobs.status()
 
 
-@router.get(
-    "/v1/config/failure",
-    responses=errors(REDIS_DOWN),
-    summary="The failure config applied to every request",
-)
+@router.api_route(**CONTROL["get_failure_config"].route())
 async def get_failure_config(runtime: RuntimeDep) -> FailureConfig:
     return await runtime.config_store.get()
 
 
-@router.put(
-    "/v1/config/failure", responses=errors(REDIS_DOWN), summary="Replace the whole failure config"
-)
+@router.api_route(**CONTROL["put_failure_config"].route())
 async def put_failure_config(config: FailureConfig, runtime: RuntimeDep) -> FailureConfig:
     check_bounds(config, runtime.settings)
     await runtime.config_store.put(config)
@@ -90,15 +72,12 @@ def _breaker_status(runtime: Runtime) -> CircuitBreakerStatus:
     )
 
 
-@router.get("/v1/config/circuit-breaker", summary="The database circuit breaker and its state")
+@router.api_route(**CONTROL["get_circuit_breaker"].route())
 async def get_circuit_breaker(runtime: RuntimeDep) -> CircuitBreakerStatus:
     return _breaker_status(runtime)
 
 
-@router.put(
-    "/v1/config/circuit-breaker",
-    summary="Replace the circuit breaker config; turning it off resets it to closed",
-)
+@router.api_route(**CONTROL["put_circuit_breaker"].route())
 async def put_circuit_breaker(
     config: CircuitBreakerConfig, runtime: RuntimeDep
 ) -> CircuitBreakerStatus:

@@ -17,35 +17,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import ServerSentEvent
 
 from failure_lab.bounds import bound_of, check_bounds
 from failure_lab.control import Job, RequestPayload, ScenarioJobRequest
+from failure_lab.control_routes import CONTROL
 from failure_lab.errors import Unprocessable
-from failure_lab.openapi import errors
 from simulator.api.deps import RuntimeDep
 from simulator.generator.scenarios import plan_scenario
 from simulator.options import PipelineOptions
 
-router = APIRouter(prefix="/v1/traffic/jobs", tags=["jobs"])
-JOB_LINKS = {
-    "GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/job_id"}},
-    "StopJob": {"operationId": "stop_job", "parameters": {"job_id": "$response.body#/job_id"}},
-}
-"""OpenAPI links from an answer holding a job to the routes that read and stop it."""
-NO_JOB = (404, "no such job (unknown, or finished too long ago)")
+router = APIRouter(tags=["jobs"])
 
 
-@router.post(
-    "",
-    status_code=201,
-    response_model=Job,
-    responses={
-        201: {"links": JOB_LINKS, "headers": {"location": {"schema": {"type": "string"}}}},
-        **errors((409, "past FAILURE_LAB_MAX_ACTIVE_JOBS, or the summed rate past the cap")),
-    },
-    summary="Start a scenario job: normal, peak, error_injection, latency_degradation, stress",
-)
+@router.api_route(**CONTROL["start_scenario_job"].route())
 async def start_scenario_job(body: ScenarioJobRequest, runtime: RuntimeDep) -> JSONResponse:
     settings = runtime.settings
     check_bounds(body, settings)
@@ -74,7 +59,7 @@ async def start_scenario_job(body: ScenarioJobRequest, runtime: RuntimeDep) -> J
     )
 
 
-@router.get("", summary="Jobs, running and finished (kept for a while), newest first")
+@router.api_route(**CONTROL["list_jobs"].route())
 async def list_jobs(runtime: RuntimeDep) -> list[Job]:
     return runtime.jobs.list()
 
@@ -85,32 +70,17 @@ async def _job(job_id: str, runtime: RuntimeDep) -> Job:
     return runtime.jobs.get(job_id)
 
 
-@router.get(
-    "/{job_id}",
-    operation_id="get_job",
-    responses=errors(NO_JOB),
-    summary="One job: status, live stats, and its summary once completed",
-)
+@router.api_route(**CONTROL["get_job"].route())
 async def get_job(job: Annotated[Job, Depends(_job)]) -> Job:
     return job
 
 
-@router.post(
-    "/{job_id}/stop",
-    operation_id="stop_job",
-    responses=errors(NO_JOB),
-    summary="Stop a running job (a finished one is returned as is)",
-)
+@router.api_route(**CONTROL["stop_job"].route())
 async def stop_job(job_id: str, runtime: RuntimeDep) -> Job:
     return await runtime.jobs.stop(job_id)
 
 
-@router.get(
-    "/{job_id}/stream",
-    response_class=EventSourceResponse,
-    responses=errors(NO_JOB),
-    summary="Server-Sent Events: 'status' while the job runs, then one 'done'",
-)
+@router.api_route(**CONTROL["stream_job"].route())
 async def stream_job(
     job: Annotated[Job, Depends(_job)], runtime: RuntimeDep
 ) -> AsyncIterator[ServerSentEvent]:

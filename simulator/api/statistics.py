@@ -11,15 +11,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from failure_lab.control import TrafficStatistics
+from failure_lab.control_routes import CONTROL
 from simulator.api.deps import RuntimeDep
 
 router = APIRouter(tags=["control"])
 
 
-@router.get(
-    "/v1/traffic/statistics",
-    summary="Everything the traffic generator sent since start: totals, per endpoint, "
-    "per status, errors by kind, retries, breaker trips, bytes",
-)
+@router.api_route(**CONTROL["traffic_statistics"].route())
 async def traffic_statistics(runtime: RuntimeDep) -> TrafficStatistics:
     return runtime.engine.tally.statistics(circuit_breaker_trips=runtime.breaker.trips)

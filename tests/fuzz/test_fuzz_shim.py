@@ -3,9 +3,9 @@
 Up: a real simulator, a real Prometheus scraping it, and the trace backend on a closed port
 (no Jaeger runs here), so the trace routes answer the 503 the document declares. Down: every
 backend on a closed port, so every read answers 503 naming its backend. The forwarded
-control routes are not fuzzed here: they are the simulator's, fuzzed in
-``test_fuzz_serve.py``. What else is configured, and why, is said in
-:mod:`tests.support.fuzzing`.
+control routes are fuzzed too: through to the real simulator when it is up, and answering
+the 503 naming it that the document declares when it is down. What else is configured, and
+why, is said in :mod:`tests.support.fuzzing`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from tests.support.fuzzing import (
     deliberate_5xx,
     follow_rules_schemas_cannot_state,
     only_deliberate_failures,
-    skipped,
 )
 from tests.support.loop_thread import LoopThread
 from tests.support.prometheus import PrometheusProcess
@@ -37,9 +36,7 @@ from tests.support.servers import free_port, serve_app
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.filterwarnings(RANDOM_IN_THREAD),
-    # FastAPI warns of the forwarded routes' operation ids (exporter/forward.py registers one
-    # function for several methods); those routes are left out of this fuzz.
-    pytest.mark.filterwarnings("ignore:Duplicate Operation ID:UserWarning"),
+    pytest.mark.filterwarnings("error:Duplicate Operation ID:UserWarning"),
 ]
 
 
@@ -66,7 +63,7 @@ def _shim(loop: LoopThread, **backends: str) -> schemathesis.BaseSchema:
     url = loop.enter(serve_app(app, port))
     schema = schemathesis.openapi.from_url(
         f"{url}/openapi.json",
-        config=config(operations=[skipped(FORWARDED), deliberate_5xx(READS)]),
+        config=config(operations=[deliberate_5xx(READS), deliberate_5xx(FORWARDED)]),
     )
     schema.hook("map_case")(follow_rules_schemas_cannot_state)
     return schema

@@ -33,8 +33,7 @@ def schema_of(response: dict[str, Any]) -> str:
     return ref.rsplit("/", 1)[1]
 
 
-# FastAPI warns of the forwarded routes' duplicate operation ids (exporter/forward.py).
-@pytest.mark.filterwarnings("ignore:Duplicate Operation ID:UserWarning")
+@pytest.mark.filterwarnings("error:Duplicate Operation ID:UserWarning")
 def test_every_error_answer_has_the_projects_shape_on_both_apps() -> None:
     shim = Settings(prometheus_url="http://p", jaeger_url="http://j", simulator_url="http://s")
     for document in (create_app(Settings()).openapi(), create_exporter_app(shim).openapi()):

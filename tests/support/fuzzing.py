@@ -66,7 +66,7 @@ READS: Final = "^/(metrics/json|v1/(metrics/latency|requests/recent|trace/))"
 FORWARDED: Final = "^/v1/(traffic|config|disruptions)"
 DELIBERATE: Final = re.compile(
     r"injected error \d{3}|disruption error_burst |database (error|timeout)|circuit open: "
-    r"|(prometheus|jaeger) (unavailable|did not answer in time): "
+    r"|(prometheus|jaeger|simulator) (unavailable|did not answer in time): "
 )
 """The ``detail`` of every 5xx answered on purpose (users API faults; a backend down)."""
 FIVE_XX: Final = ["2xx", "3xx", "4xx", "500", "502", "503", "504"]
