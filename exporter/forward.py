@@ -3,13 +3,12 @@
 Only the documented control routes are forwarded, each declared as the simulator declares
 it (``failure_lab.control_routes``), so the shim's OpenAPI document shows every one with its
 real request and response schemas and errors, and validates a body the way the simulator
-would.
-What reaches the simulator is the request as it came (method, raw path, query, body, content
-type, authorization); its status code and body come back unchanged, so clients see one
-contract in both modes. A path with dot-segments, encoded slashes or control characters is
-no route here (404, as for a path no route matches) and never reaches another route. A simulator
-that is down or slow is a 503 naming it, within ``forward_timeout_seconds``: the call runs
-inside :func:`exporter.boundary.backend_call` like every other backend call.
+would. What reaches the simulator is the request as it came (method, raw path, query, body,
+content type, authorization); its status code and body come back unchanged, so clients see
+one contract in both modes. A path with dot-segments, encoded slashes or control characters
+is no route here (404, as for a path no route matches) and never reaches another route. A
+simulator that is down or slow is a 503 naming it, within ``forward_timeout_seconds``: the
+call runs inside :func:`exporter.boundary.backend_call` like every other backend call.
 
 An event stream (a job's ``/stream``) is passed on as it arrives rather than buffered: the
 upstream stream is opened first (so its status, a 404 say, comes back as is) and closed when
