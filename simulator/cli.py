@@ -279,13 +279,12 @@ def _load_report(path: Path) -> Any:
     try:
         return RunReport.model_validate_json(path.read_bytes())
     except OSError as exc:
-        raise typer.BadParameter(f"{path}: {exc.strerror or exc}") from None
+        typer.echo(f"{path}: {exc.strerror or exc}", err=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise typer.BadParameter(
-            f"{path} is not a failure-lab run report ({where}: {first['msg']})"
-        ) from None
+        typer.echo(f"{path} is not a failure-lab run report ({where}: {first['msg']})", err=True)
+    raise typer.Exit(2)
 
 
 def _validate(file: str, overrides: list[str]) -> int:

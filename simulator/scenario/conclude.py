@@ -120,6 +120,8 @@ def _model(phases: Sequence[PhaseReport]) -> str | None:
         return None
     off = [(name, p) for name, p in judged if not p.agrees]
     if not off:
+        if len(judged) == 1:
+            return "The model's prediction agrees with the measurement."
         return f"All {len(judged)} predictions of the model agree with the measurements."
     listed = "; ".join(
         f"{name} {p.figure} {p.measured:.3g} against {p.predicted:.3g}" for name, p in off[:3]

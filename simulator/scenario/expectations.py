@@ -144,7 +144,7 @@ class PhaseModel:
         refused = refused_share(options, rate, cond.squeeze)
         retries = self._config.max_retries if options.retries_enabled else 0
         tally = self._tally
-        attempts = failing = 0.0
+        attempts = failing = first = 0.0
         for key, share in self._mix.items():
             n = rate * share * dt
             route = _ROUTE[key]
@@ -167,13 +167,15 @@ class PhaseModel:
             tally.retries_variance += n * (reach * second - (reach * mean) ** 2)
             lost = (1.0 - hit) * predict.failure_after_retries(p, retries)
             tally.errors += n * (burst + (1.0 - burst) * (refused + (1.0 - refused) * lost))
+            first += rate * share * reach
             attempts += rate * share * reach * (1.0 + mean)
             failing += rate * share * reach * (1.0 + mean) * p
         p_mean = failing / attempts if attempts else 0.0
         p_key = round(p_mean, 2)
         self._p_shares[p_key] = self._p_shares.get(p_key, 0.0) + dt
         if self._breaker.enabled:
-            self._breaker_step(p_mean, attempts, self._attempt_seconds(options, cond), dt)
+            seconds = self._attempt_seconds(options, cond)
+            self._breaker_step(p_mean, attempts, first, seconds, dt)
 
     def _reads(
         self,
@@ -208,13 +210,13 @@ class PhaseModel:
         return min(config.db_timeout_seconds, mean_ms / 1000.0)
 
     def _breaker_step(
-        self, p: float, attempt_rate: float, attempt_seconds: float, dt: float
+        self, p: float, attempt_rate: float, request_rate: float, attempt_seconds: float, dt: float
     ) -> None:
         config, tally = self._breaker, self._tally
         if p >= 0.999:
             tally.failing_stretch += dt
             trip = predict.breaker_trip_seconds(
-                config.failure_threshold, attempt_rate, attempt_seconds
+                config.failure_threshold, request_rate, attempt_seconds
             )
             opened = min(dt, max(0.0, tally.failing_stretch - trip))
             tally.open_seconds += opened

@@ -56,11 +56,9 @@ def _step(node: Any, part: str | int, given: str) -> tuple[Any, str | int]:
                 return node, index
         names = ", ".join(str(i.get("name")) for i in node if isinstance(i, dict))
         raise OverrideError(given, f"no item named {part!r} (names: {names})")
-    if isinstance(node, dict):
-        if isinstance(part, int):
-            raise OverrideError(given, f"[{part}] indexes a list, and this is a mapping")
-        return node, part
-    raise OverrideError(given, f"{part!r} is inside a value that is not a mapping or a list")
+    if isinstance(part, int):
+        raise OverrideError(given, f"[{part}] indexes a list, and this is a mapping")
+    return node, part
 
 
 def apply_override(data: dict[str, Any], given: str) -> Path:
@@ -76,6 +74,9 @@ def apply_override(data: dict[str, Any], given: str) -> Path:
     node: Any = data
     resolved: list[str | int] = []
     for depth, part in enumerate(parts):
+        if not isinstance(node, dict | list):
+            where = ".".join(str(p) for p in resolved)
+            raise OverrideError(given, f"{where!r} holds a single value, not fields or items")
         container, slot = _step(node, part, given)
         resolved.append(slot)
         if depth == len(parts) - 1:

@@ -90,9 +90,22 @@ def disruption_effect(planned: ScheduledDisruption, server: ServerConstants) -> 
     return effect
 
 
-def disruption_words(planned: ScheduledDisruption, server: ServerConstants) -> str:
+def disruption_words(
+    planned: ScheduledDisruption,
+    server: ServerConstants,
+    config: FailureConfig,
+    options: PipelineOptions,
+) -> str:
+    effect = disruption_effect(planned, server)
+    if planned.type == "db_latency_spike":
+        extra = options.db_latency_ms + planned.severity * server.latency_spike_ms
+        share = predict.timeout_probability(
+            config.db_latency_min_ms, config.db_latency_max_ms, extra, config.db_timeout_seconds
+        )
+        if share > 0:
+            effect += f", {share:.0%} time out then"
     return (
-        f"at {planned.at:g} s for {planned.duration:g} s: {disruption_effect(planned, server)} "
+        f"at {planned.at:g} s for {planned.duration:g} s: {effect} "
         f"({planned.type}, severity {planned.severity:g})"
     )
 
@@ -100,11 +113,12 @@ def disruption_words(planned: ScheduledDisruption, server: ServerConstants) -> s
 def phase_plan(scenario: Scenario, phase: Phase, server: ServerConstants) -> list[str]:
     """The phase in sentences, in the order a reader needs them."""
     options = scenario.pipeline_for(phase)
+    config = scenario.failure_config_for(phase)
     lines = [
         load_words(phase, server),
-        database_words(scenario.failure_config_for(phase), options),
+        database_words(config, options),
         breaker_words(scenario.circuit_breaker_for(phase)),
         pipeline_words(options),
     ]
-    lines += [disruption_words(planned, server) for planned in phase.disruptions]
+    lines += [disruption_words(p, server, config, options) for p in phase.disruptions]
     return lines

@@ -119,11 +119,16 @@ def breaker_open_fraction(
     return opened / (opened + closed)
 
 
-def breaker_trip_seconds(threshold: int, attempt_rate: float, attempt_seconds: float) -> float:
-    """When every attempt fails: seconds from the fault's start until the breaker opens."""
-    if attempt_rate <= 0:
+def breaker_trip_seconds(threshold: int, request_rate: float, attempt_seconds: float) -> float:
+    """When every attempt fails: seconds from the fault's start until the breaker opens.
+
+    The first failures are the first attempts of the requests that arrived first, at
+    ``request_rate``: the ``threshold``-th of them starts ``(threshold - 1) / rate`` in and
+    fails one attempt's duration later.
+    """
+    if request_rate <= 0:
         return math.inf
-    return threshold / attempt_rate + attempt_seconds
+    return (threshold - 1) / request_rate + attempt_seconds
 
 
 def standard_error(variance: float, count: float) -> float | None:
