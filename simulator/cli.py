@@ -54,6 +54,14 @@ def main_options(
     """A laboratory for distributed-systems failure."""
 
 
+def _console(stderr: bool = False) -> Any:
+    """A console that never breaks a line itself: a pipe or a log keeps sentences whole, and
+    a terminal wraps them at its own width."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True)
+
+
 def _settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -233,7 +241,6 @@ def report_command(
     ] = None,
 ) -> None:
     """Show a run's report again, and write its HTML report."""
-    from rich.console import Console
 
     from simulator.scenario import html_report
     from simulator.scenario.summary import print_summary
@@ -241,7 +248,7 @@ def report_command(
     loaded = _load_report(run_report)
     page = html or run_report.with_suffix(".html")
     page.write_text(html_report.render(loaded), encoding="utf-8")
-    print_summary(Console(), loaded, [run_report, page], [])
+    print_summary(_console(), loaded, [run_report, page], [])
 
 
 @app.command()
@@ -253,13 +260,12 @@ def compare(
     ] = None,
 ) -> None:
     """Two runs phase by phase: what changed, and by how much."""
-    from rich.console import Console
 
     from simulator.scenario import compare as comparing
 
     a, b = _load_report(first), _load_report(second)
     paths = (str(first), str(second))
-    comparing.print_compare(Console(), a, b, paths)
+    comparing.print_compare(_console(), a, b, paths)
     if html is not None:
         html.write_text(comparing.render(a, b, paths), encoding="utf-8")
         typer.echo(f"report: {html}")
@@ -288,7 +294,6 @@ def _load_report(path: Path) -> Any:
 
 
 def _validate(file: str, overrides: list[str]) -> int:
-    from rich.console import Console
 
     from simulator.scenario.catalog import UnknownScenario, scenario_path
     from simulator.scenario.conditions import ServerConstants
@@ -296,7 +301,7 @@ def _validate(file: str, overrides: list[str]) -> int:
     from simulator.scenario.plan import phase_plan
     from simulator.scenario.session import BAD_FILE
 
-    console = Console()
+    console = _console()
     settings = Settings()
     try:
         with scenario_path(file) as path:
@@ -328,14 +333,12 @@ def _run_scenario(
 ) -> int:
     import sys
 
-    from rich.console import Console
-
     from simulator.scenario.catalog import UnknownScenario, scenario_path
     from simulator.scenario.session import BAD_FILE, INTERRUPTED, run_file
 
     logging.basicConfig(level=logging.WARNING)
     # With --output json, stdout is the JSON lines; words go to stderr.
-    console = Console(stderr=output == "json")
+    console = _console(stderr=output == "json")
     try:
         with scenario_path(file) as path:
             return asyncio.run(

@@ -253,7 +253,7 @@ class PhaseModel:
                     f"{INDEPENDENT}; {OFFERED}",
                 )
             )
-            error = tally.errors / tally.requests
+            error = (tally.errors - self._allowance(tally, options)) / tally.requests
             found.append(
                 Expected(
                     "error_rate",
@@ -279,16 +279,18 @@ class PhaseModel:
             )
         return found
 
+    @staticmethod
+    def _allowance(tally: Tally, options: PipelineOptions) -> float:
+        """Requests the steady-state sum counted as refused that a fresh limiter admits."""
+        if options.rate_limit <= 0:
+            return 0.0
+        return min(tally.refused, predict.burst_allowance(options.algorithm, options.rate_limit))
+
     def _limits_and_cache(self, tally: Tally, options: PipelineOptions) -> list[Expected]:
         found: list[Expected] = []
         squeezed = any(d.type == "rate_limit_squeeze" for d in self._phase.disruptions)
         if options.rate_limit > 0 or squeezed:
-            refused = tally.refused
-            if options.rate_limit > 0:
-                allowance = predict.admitted_requests(
-                    options.algorithm, options.rate_limit, 1e12, 0
-                )
-                refused = max(0.0, refused - allowance)
+            refused = tally.refused - self._allowance(tally, options)
             share = refused / tally.requests
             limit = (
                 f"{options.algorithm} at {options.rate_limit:g} req/s" if options.rate_limit else ""

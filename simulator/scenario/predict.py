@@ -80,14 +80,19 @@ def hit_ratio(
     return (1.0 - lookup_error) * hits / (1.0 / fill + hits)
 
 
+def burst_allowance(algorithm: RateLimitAlgorithm, limit: float) -> float:
+    """What a fresh limiter admits on top of its rate: a full token bucket (one second of
+    tokens, at least one), or the leaky bucket's one second of queue and its first slot."""
+    return {"token_bucket": max(limit, 1.0), "leaky_bucket": limit + 1.0}.get(algorithm, 0.0)
+
+
 def admitted_requests(
     algorithm: RateLimitAlgorithm, limit: float, offered: float, seconds: float
 ) -> float:
     """Requests a limiter admits out of ``offered`` req/s over ``seconds``, starting fresh."""
     if limit <= 0:
         return 0.0
-    extra = {"token_bucket": max(limit, 1.0), "leaky_bucket": limit + 1.0}.get(algorithm, 0.0)
-    return min(offered * seconds, limit * seconds + extra)
+    return min(offered * seconds, limit * seconds + burst_allowance(algorithm, limit))
 
 
 def refused_fraction(

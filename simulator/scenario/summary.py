@@ -91,7 +91,9 @@ def print_verdict(console: Console, report: RunReport) -> None:
             "phase(s); the checks above judge only those"
         )
     elif not failed:
-        held = f"all {total} checks held" if total else "no checks to judge"
+        held = {0: "no checks to judge", 1: "the one check held"}.get(
+            total, f"all {total} checks held"
+        )
         console.print(f"[bold green]verdict: PASS[/]: {held}")
     else:
         names = ", ".join(f"{c.phase} {c.metric}" for c in failed[:3])
