@@ -33,7 +33,7 @@ def _number(value: float | None, figure: str) -> str:
 def prediction_line(phase: str, p: Prediction) -> str:
     mark = "" if p.agrees is None else (f" [green]{TICK}[/]" if p.agrees else f" [red]{CROSS}[/]")
     measured = _number(p.measured, p.figure)
-    bar = "" if p.error_bar is None else f" ±{_number(p.error_bar, p.figure)}"
+    bar = "" if not p.error_bar else f" ±{_number(p.error_bar, p.figure)}"
     return (
         f"  {phase:<10} {p.figure:<22} {_number(p.predicted, p.figure):>8} {measured:>8}{bar}{mark}"
     )
@@ -88,7 +88,8 @@ def print_verdict(console: Console, report: RunReport) -> None:
     if report.verdict == "interrupted":
         console.print(
             f"[bold yellow]verdict: INTERRUPTED[/] after {len(report.phases)} finished "
-            "phase(s); the checks above judge only those"
+            "phase(s), its job stopped and the service restored; the checks above judge only "
+            "those"
         )
     elif not failed:
         held = {0: "no checks to judge", 1: "the one check held"}.get(
