@@ -35,7 +35,7 @@ FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--proxy-server=http://127.0.0.1:9",  # the network is off: nothing is fetched
+    "--proxy-server=http://127.0.0.1:9",  # the network is off (loopback, as always, bypasses it)
     "--hide-scrollbars",
 ]
 
@@ -89,8 +89,14 @@ async def _browser(profile: Path) -> AsyncIterator[str]:
             await process.wait()
 
 
-async def open_offline(url: str, profile: Path, expressions: dict[str, str]) -> Loaded:
-    """Load ``url`` offline; every console error, and ``expressions`` evaluated after load."""
+async def open_offline(
+    url: str, profile: Path, expressions: dict[str, str], *, loopback: bool = False
+) -> Loaded:
+    """Load ``url`` offline; every console error, and ``expressions`` evaluated after load.
+
+    With ``loopback``, a server on this machine still answers (the page is served by one);
+    everything else stays cut by the proxy that goes nowhere.
+    """
     loaded = Loaded()
     ids = itertools.count(1)
     async with (
@@ -121,8 +127,9 @@ async def open_offline(url: str, profile: Path, expressions: dict[str, str]) -> 
         try:
             for domain in ("Page", "Runtime", "Log", "Network"):
                 await send(f"{domain}.enable")
-            await send("Network.emulateNetworkConditions", offline=True, latency=0,
-                       downloadThroughput=-1, uploadThroughput=-1)  # fmt: skip
+            if not loopback:
+                await send("Network.emulateNetworkConditions", offline=True, latency=0,
+                           downloadThroughput=-1, uploadThroughput=-1)  # fmt: skip
             await send("Page.navigate", url=url)
             await asyncio.wait_for(load.wait(), 60)
             await asyncio.sleep(1.0)  # charts draw after load
