@@ -221,6 +221,34 @@ def demo(
 
 
 @app.command()
+def scenarios(
+    show: Annotated[
+        str | None, typer.Option(help="Print this bundled scenario's file, to copy and edit.")
+    ] = None,
+) -> None:
+    """The bundled scenarios: run one with `failure-lab run NAME`."""
+    from rich.table import Table
+
+    from simulator.scenario.catalog import bundled
+
+    catalog = bundled()
+    console = _console()
+    if show is not None:
+        entry = catalog.get(show.removesuffix(".yaml"))
+        if entry is None:
+            raise typer.BadParameter(f"no bundled scenario {show!r}; see failure-lab scenarios")
+        console.print(entry.text(), end="", markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table(box=None, show_header=False, padding=(0, 2, 1, 0))
+    table.add_column(no_wrap=True, style="bold")
+    table.add_column()
+    for entry in catalog.values():
+        table.add_row(entry.name, entry.description)
+    console.print(table, soft_wrap=False)
+    console.print("Run one with `failure-lab run NAME`; copy one with `--show NAME`.")
+
+
+@app.command()
 def validate(
     file: ScenarioFile,
     overrides: Overrides = None,

@@ -95,7 +95,6 @@ def timeline(report: RunReport) -> go.Figure:
     ]  # fmt: skip
     figure = make_subplots(
         rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.03,
-        subplot_titles=[title for title, _ in rows],
     )  # fmt: skip
     for row, (title, lines) in enumerate(rows, start=1):
         for field, label, scale in lines:
