@@ -126,10 +126,14 @@ def _model(phases: Sequence[PhaseReport]) -> str | None:
     listed = "; ".join(
         f"{name} {p.figure} {p.measured:.3g} against {p.predicted:.3g}" for name, p in off[:3]
     )
-    return (
-        f"{len(off)} of {len(judged)} predictions are off by more than 3 error bars ({listed}): "
-        "something the model leaves out was at play (its assumptions are in the report)."
+    caveats = list(dict.fromkeys(p.caveat for _, p in off if p.caveat))
+    why = (
+        f": {caveats[0]}"
+        if len(caveats) == 1 and len(off) == 1
+        else ": something the model leaves out was at play (its assumptions are in the report)"
     )
+    count = f"{len(off)} of {len(judged)} predictions are off by more than 3 error bars"
+    return f"{count} ({listed}){why}."
 
 
 def conclusion(scenario: Scenario, phases: Sequence[PhaseReport]) -> list[str]:

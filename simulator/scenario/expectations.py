@@ -55,6 +55,7 @@ class Tally:
     open_seconds: float = 0.0
     failing_stretch: float = 0.0
     breaker_matters: bool = False
+    query_ms_sum: float = 0.0  # a request's database time, summed over requests
     notes: set[str] = field(default_factory=set)
 
 
@@ -88,6 +89,7 @@ class Expected:
     variance: float
     formula: str
     assumptions: str
+    caveat: str | None = None
 
 
 INDEPENDENT = "attempts fail independently"
@@ -171,6 +173,10 @@ class PhaseModel:
             attempts += rate * share * reach * (1.0 + mean)
             failing += rate * share * reach * (1.0 + mean) * p
         p_mean = failing / attempts if attempts else 0.0
+        per_request = attempts / first if first else 0.0
+        tally.query_ms_sum += (
+            1000.0 * self._attempt_seconds(options, cond) * per_request * rate * dt
+        )
         p_key = round(p_mean, 2)
         self._p_shares[p_key] = self._p_shares.get(p_key, 0.0) + dt
         if self._breaker.enabled:
@@ -319,9 +325,24 @@ class PhaseModel:
                     "not overlap (a query slower than the gap between requests can reorder a "
                     "write and a read); "
                     + ("the cache starts empty" if self._cold else "carried over from before"),
+                    self._overlap_caveat(tally),
                 )
             )
         return found
+
+    def _overlap_caveat(self, tally: Tally) -> str | None:
+        """Said when requests overlap enough to reorder a read's cache write and a write's
+        invalidation, which the model leaves out."""
+        writes = any(key in self._mix for key in _WRITES)
+        query_ms = tally.query_ms_sum / tally.requests
+        gap_ms = 1000.0 * self._phase.seconds / tally.requests
+        if not writes or query_ms <= gap_ms:
+            return None
+        return (
+            f"the model assumes requests do not overlap, and here a request spends about "
+            f"{query_ms:.0f} ms on the database while one comes every {gap_ms:.0f} ms: a slow "
+            "read's cache write can land after a later write's invalidation"
+        )
 
 
 def _shares(shares: dict[float, float]) -> str:

@@ -187,7 +187,7 @@ def _predictions(report: RunReport) -> list[str]:
                 e(phase.name), e(p.figure), f"{p.predicted:.4g}",
                 "-" if p.measured is None else f"{p.measured:.4g}",
                 "-" if p.error_bar is None else f"±{p.error_bar:.2g}", mark,
-                e(p.formula), e(p.assumptions),
+                e(p.formula), e(p.assumptions + (f"; {p.caveat}" if p.caveat else "")),
             ])  # fmt: skip
     if not rows:
         return []

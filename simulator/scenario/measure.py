@@ -68,6 +68,7 @@ def bind(
                     "error_bar": error_bar,
                     "formula": item.formula,
                     "assumptions": item.assumptions,
+                    "caveat": item.caveat,
                 }
             )
         )

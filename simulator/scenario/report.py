@@ -68,6 +68,9 @@ class Prediction(BaseModel):
     )
     formula: str
     assumptions: str
+    caveat: str | None = Field(
+        default=None, description="an assumption this phase breaks, said before the run"
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

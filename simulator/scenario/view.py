@@ -76,7 +76,10 @@ class LiveView:
                 "[dim]waiting[/]",
             ]
             table.add_row(*row)
-        warnings = [Text(f"warning: {w}", style="yellow") for w in self._warnings[-3:]]
+        warnings = [
+            Text(f"warning: {w}", style="yellow", no_wrap=False, overflow="fold")
+            for w in self._warnings[-3:]
+        ]
         return Group(table, *warnings)
 
     def _refresh(self) -> None:

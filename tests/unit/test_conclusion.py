@@ -129,3 +129,16 @@ def test_a_generator_that_dropped_and_lagged_says_so_with_counts() -> None:
         "describe a lighter load than the file asks for."
     )
     assert generator_warnings(summary(), 40.0) == []
+
+
+def test_a_prediction_off_for_a_known_reason_says_the_reason() -> None:
+    hits = Prediction(
+        figure="cache_hit_ratio", predicted=0.245, measured=0.338, draws=800, error_bar=0.015,
+        formula="f", assumptions="a", caveat="the model assumes requests do not overlap",
+    )  # fmt: skip
+    fault = phase("fault", 0.08, 1100.0, 1.73, predictions=[hits])
+    lines = said("demo", phase("steady", 0.0, 27.0), fault, phase("recovery", 0.0, 30.0))
+    assert lines[-1] == (
+        "1 of 1 predictions are off by more than 3 error bars (fault cache_hit_ratio 0.338 "
+        "against 0.245): the model assumes requests do not overlap."
+    )

@@ -198,3 +198,15 @@ def test_an_overridden_value_is_checked_like_the_file() -> None:
     assert "phases[1].duration: Input should be greater than 0 (got -1) (set with --set)" in str(
         caught.value
     )
+
+
+def test_only_the_demo_fault_breaks_the_no_overlap_assumption_of_the_cache() -> None:
+    scenario = load_scenario(SCENARIOS / "demo.yaml")
+    caveats = {
+        (phase.name, e.figure): e.caveat
+        for phase, found in zip(scenario.phases, expectations_for(scenario, SERVER), strict=True)
+        for e in found
+        if e.caveat
+    }
+    assert list(caveats) == [("fault", "cache_hit_ratio")]
+    assert "while one comes every 20 ms" in caveats[("fault", "cache_hit_ratio")]
