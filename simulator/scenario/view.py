@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from failure_lab.control import Job, JobSummary
-from simulator.scenario.conclude import ms, pct, times
+from simulator.scenario.conclude import LATE_SHARE, ms, pct, times
 from simulator.scenario.sampler import Live
 from simulator.scenario.spec import Phase, Scenario
 
@@ -37,6 +37,18 @@ WIDE = 100
 
 def _rate(sent: float, target: float) -> str:
     return f"{sent:.0f}/{target:.0f}"
+
+
+def live_trouble(figures: Live) -> str | None:
+    """The generator's trouble so far, with its counts (None when it keeps up)."""
+    parts = []
+    if figures.dropped:
+        parts.append(f"dropped {figures.dropped:,} requests at its in-flight bound")
+    if figures.sent and figures.late_sends > LATE_SHARE * figures.sent:
+        parts.append(f"sent {figures.late_sends:,} of {figures.sent:,} late")
+    if not parts:
+        return None
+    return f"the generator {' and '.join(parts)} so far"
 
 
 class LiveView:
@@ -103,8 +115,10 @@ class LiveView:
             times(figures.retry_amplification), ms(figures.service_p99_ms),
             ms(figures.client_p99_ms), "running",
         ]  # fmt: skip
-        if figures.dropped and not any("dropped" in w for w in self._warnings):
-            self._warnings.append(f"{phase.name}: the generator is dropping requests")
+        trouble = live_trouble(figures)
+        self._warnings = [w for w in self._warnings if not w.startswith(f"{phase.name}:")]
+        if trouble:
+            self._warnings.append(f"{phase.name}: {trouble}")
         self._refresh()
 
     def phase_finished(
@@ -158,8 +172,10 @@ class PlainView:
             f"{_rate(figures.sent_rps, figures.target_rps)} req/s, errors "
             f"{pct(figures.error_rate)}, retries {times(figures.retry_amplification)}, "
             f"service p99 {ms(figures.service_p99_ms)}, client p99 {ms(figures.client_p99_ms)}"
-            + (f", {figures.dropped} dropped" if figures.dropped else "")
         )
+        trouble = live_trouble(figures)
+        if trouble:
+            self._say(f"  warning: {trouble}")
 
     def phase_finished(
         self, index: int, phase: Phase, summary: JobSummary, warnings: list[str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -240,3 +241,38 @@ def test_piped_output_is_plain_lines_ending_with_the_verdict(pair: tuple[Run, Ru
     assert tail[3:5] == [f"report: {on.json_path}", f"report: {on.html_path}"]
     assert tail[5] == "next:"
     assert "failure-lab compare" in "\n".join(tail[6:])
+
+
+STRESSED = """\
+name: stressed
+phases:
+  - name: stress
+    scenario: stress
+    duration: 3
+    max_rps: 200
+    pipeline: {cache_enabled: false, db_latency: 100}
+"""
+
+
+def test_a_generator_that_cannot_keep_up_says_so_with_counts(tmp_path: Path) -> None:
+    scenario = tmp_path / "stressed.yaml"
+    scenario.write_text(STRESSED)
+    report = tmp_path / "stressed-report.json"
+    done = subprocess.run(
+        [CLI, "run", str(scenario), "--report", str(report)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "FAILURE_LAB_MAX_IN_FLIGHT": "4"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    written = json.loads(report.read_text())
+    generator = written["phases"][0]["generator"]
+    dropped, planned = generator["dropped"], generator["planned"]
+    assert dropped > planned / 2  # 4 in flight of 100 ms each: at most ~40 of 200 req/s
+    warning = (
+        f"the generator dropped {dropped:,} of {planned:,} planned requests "
+        f"({dropped / planned:.0%}) at its in-flight bound (FAILURE_LAB_MAX_IN_FLIGHT)"
+    )
+    assert warning in written["phases"][0]["warnings"][0]
+    assert f"warning stress: {warning}" in done.stdout
+    assert "  warning: the generator dropped" in done.stdout  # while it ran
+    assert "The generator fell short of the asked rate in stress" in done.stdout
