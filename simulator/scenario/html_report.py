@@ -149,11 +149,12 @@ def waterfall(trace: StoredTrace) -> go.Figure:
     )
     total = trace.trace.trace.total_latency_ms
     figure.update_layout(
-        title=f"{trace.why} in {trace.phase}: {ms(total)}, status {trace.trace.trace.status_code}",
+        title=f"{trace.why} in {trace.phase}: {ms(total)} in the service, "
+        f"status {trace.trace.trace.status_code}",
         xaxis_title="ms since the request arrived",
         yaxis={"autorange": "reversed"},
-        height=120 + 28 * len(parts),
-        margin={"l": 260},
+        height=170 + 26 * len(parts),
+        margin={"l": 260, "t": 50, "b": 50},
     )
     return figure
 
