@@ -8,9 +8,10 @@ BIN := $(VENV)/bin
 SYNCED := $(VENV)/.synced
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UV_VERSION := 0.13.8
-# Debian packages: the test suite starts a real redis-server; benchmarks use wrk. Prometheus
-# and promtool come from `make backends`, at the version of .env.
-APT_PACKAGES := redis-server wrk
+# Debian packages: the test suite starts a real redis-server and opens the HTML report and
+# /docs in a real headless chromium; benchmarks use wrk. Prometheus and promtool come from
+# `make backends`, at the version of .env.
+APT_PACKAGES := redis-server wrk chromium
 
 .PHONY: demo serve test lint typecheck pytest backends system-deps bench clean
 
@@ -45,6 +46,7 @@ system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

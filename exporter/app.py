@@ -24,6 +24,7 @@ from exporter.sources.jaeger import JaegerSource
 from exporter.sources.prometheus import PrometheusSource
 from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
+from failure_lab.home import install_home
 from failure_lab.http_errors import install_error_handlers
 from failure_lab.methods import HeadAsGet
 from failure_lab.openapi import install_openapi
@@ -85,10 +86,13 @@ def create_exporter_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # served offline by install_home
+        redoc_url=None,
     )
     app.state.registry = registry
     install_error_handlers(app)
     install_openapi(app, settings, document_streams)
+    install_home(app, settings, "exporter")
     app.include_router(routes.router)
     app.include_router(feed_router)
     app.include_router(forwarding_router())

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     simulator_url: str | None = Field(
         default=None, description="Stack mode: where control calls are forwarded."
     )
+    grafana_url: str | None = Field(
+        default=None, description="Grafana as a browser reaches it (stack mode): linked from /."
+    )
+    jaeger_ui_url: str | None = Field(
+        default=None, description="Jaeger's UI as a browser reaches it (stack mode): linked from /."
+    )
     backend_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     forward_timeout_seconds: float = Field(
         default=120.0, gt=0, description="Bound on forwarded control calls (a burst takes time)."

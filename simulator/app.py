@@ -29,6 +29,7 @@ from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
 from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
+from failure_lab.home import install_home
 from failure_lab.http_errors import install_error_handlers
 from failure_lab.methods import HeadAsGet
 from failure_lab.openapi import install_openapi
@@ -83,12 +84,15 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # served offline by install_home
+        redoc_url=None,
     )
     app.state.registry = registry
     app.state.tracer_provider = tracer_provider
     app.state.exporter_shim = shim
     install_error_handlers(app)
     install_openapi(app, settings)
+    install_home(app, settings, "serve" if shim is not None else "simulator")
     _include_routes(app, registry, embedded_shim=shim is not None)
     app.add_middleware(
         OpenTelemetryMiddleware,

@@ -3,23 +3,29 @@
 ``serve`` is the embedded default: one process serving the simulated service and the
 whole contract. ``simulator`` is the same service for the compose stack. ``run`` runs a
 scenario file (or a bundled one, by name) against either and judges it; ``demo`` is ``run``
-on the bundled demo; ``scenarios`` lists the bundled ones. Server flags have
-``FAILURE_LAB_*`` variables; flags win.
+on the bundled demo; ``scenarios`` lists the bundled ones; ``validate`` checks a file without
+running it; ``report`` and ``compare`` work with the reports runs leave. Server flags have
+``FAILURE_LAB_*`` variables; flags win. Each command's docstring opens with one line, which
+is what the command list shows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from failure_lab.settings import Settings
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="A laboratory for distributed-systems failure."
+    add_completion=True,
+    no_args_is_help=True,
+    help="A laboratory for distributed-systems failure.",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 DEMO_SCENARIO = "demo"
@@ -28,6 +34,32 @@ Host = Annotated[str, typer.Option(envvar="FAILURE_LAB_HOST", help="Interface to
 RedisUrl = Annotated[
     str | None, typer.Option(envvar="FAILURE_LAB_REDIS_URL", help="Redis URL; turns Redis on.")
 ]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"failure-lab {installed_version('failure-lab')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """A laboratory for distributed-systems failure."""
+
+
+def _console(stderr: bool = False) -> Any:
+    """A console that never breaks a line itself: a pipe or a log keeps sentences whole, and
+    a terminal wraps them at its own width."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -109,38 +141,69 @@ def exporter(
     )
 
 
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Change a value of the file for this run: KEY=VALUE, e.g. "
+        "phases.outage.duration=20s or phases[0].max_rps=40; repeat for more.",
+    ),
+]
+OutputMode = Annotated[
+    str,
+    typer.Option(
+        "--output",
+        help="text: the live view (plain lines when not a wide terminal); json: one JSON "
+        "object per line, for programs.",
+    ),
+]
+ScenarioFile = Annotated[
+    str,
+    typer.Argument(
+        help="A scenario file (YAML), or the name of a bundled one (failure-lab scenarios); "
+        "the format is in docs/scenarios.md."
+    ),
+]
+
+
 @app.command()
 def run(
-    file: Annotated[
-        str,
-        typer.Argument(
-            help="A scenario file (YAML), or the name of a bundled one (failure-lab scenarios); "
-            "the format is in docs/scenarios.md."
-        ),
-    ],
+    file: ScenarioFile,
     target: Annotated[
         str | None,
         typer.Option(
             help="Base URL of a running service (failure-lab serve, or the stack's shim on "
-            ":8000); default: the embedded default, started here for the run."
+            ":8000; http:// is assumed); default: the embedded default, started here."
         ),
     ] = None,
     report: Annotated[
-        Path | None, typer.Option(help="Where to write the JSON report; default NAME-report.json.")
+        Path | None,
+        typer.Option(
+            help="Where to write the JSON report (the HTML one goes beside it); "
+            "default NAME-report.json."
+        ),
     ] = None,
     settle: Annotated[
         float | None,
         typer.Option(
             min=0,
             max=120,
-            help="Seconds to wait after the last phase for the metrics source to sample it "
+            help="Seconds to wait after a phase for the metrics source to sample it "
             "(default 2 embedded, 6 with --target: one 5 s Prometheus scrape).",
         ),
     ] = None,
+    overrides: Overrides = None,
+    output: OutputMode = "text",
+    html: Annotated[bool, typer.Option(help="Also write the HTML report.")] = True,
 ) -> None:
-    """Run a scenario file, watch it live, and judge it: exit 0 when every check passes,
-    1 when one fails, 2 for a bad file, 3 when the run cannot be carried out."""
-    raise typer.Exit(_run_scenario(file, target, report, settle))
+    """Run a scenario, watch it live, and judge it.
+
+    Exit status: 0 every check passed, 1 one failed, 2 a bad file, 3 the run could not be
+    carried out, 130 interrupted (a report of the finished phases is still written).
+    """
+    raise typer.Exit(
+        _run_scenario(file, target, report, settle, overrides or [], _output(output), html)
+    )
 
 
 @app.command()
@@ -148,10 +211,13 @@ def demo(
     report: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path(
         "demo-report.json"
     ),
+    output: OutputMode = "text",
 ) -> None:
-    """The embedded default through a one-minute database fault (the bundled demo),
-    watched live, with its verdict, report, and one failed request's trace."""
-    raise typer.Exit(_run_scenario(DEMO_SCENARIO, None, report, None))
+    """The bundled demo: a minute of traffic through a database fault, about 70 s.
+
+    Watched live, then judged, with a JSON and an HTML report (demo-report.html).
+    """
+    raise typer.Exit(_run_scenario(DEMO_SCENARIO, None, report, None, [], _output(output), True))
 
 
 @app.command()
@@ -161,13 +227,12 @@ def scenarios(
     ] = None,
 ) -> None:
     """The bundled scenarios: run one with `failure-lab run NAME`."""
-    from rich.console import Console
     from rich.table import Table
 
     from simulator.scenario.catalog import bundled
 
     catalog = bundled()
-    console = Console()
+    console = _console()
     if show is not None:
         entry = catalog.get(show.removesuffix(".yaml"))
         if entry is None:
@@ -179,31 +244,150 @@ def scenarios(
     table.add_column()
     for entry in catalog.values():
         table.add_row(entry.name, entry.description)
-    console.print(table)
+    console.print(table, soft_wrap=False)
     console.print("Run one with `failure-lab run NAME`; copy one with `--show NAME`.")
 
 
-def _run_scenario(file: str, target: str | None, report: Path | None, settle: float | None) -> int:
-    from rich.console import Console
+@app.command()
+def validate(
+    file: ScenarioFile,
+    overrides: Overrides = None,
+) -> None:
+    """Check a scenario file without running it: every problem in one pass.
+
+    Field types, the rules across fields and the caps of the embedded default (from the
+    FAILURE_LAB_* settings); exit 0 when the file is good, 2 otherwise.
+    """
+    raise typer.Exit(_validate(file, overrides or []))
+
+
+@app.command("report")
+def report_command(
+    run_report: Annotated[Path, typer.Argument(help="A JSON report written by failure-lab run.")],
+    html: Annotated[
+        Path | None, typer.Option(help="Where to write the HTML report; default beside the JSON.")
+    ] = None,
+) -> None:
+    """Show a run's report again, and write its HTML report."""
+
+    from simulator.scenario import html_report
+    from simulator.scenario.summary import print_summary
+
+    loaded = _load_report(run_report)
+    page = html or run_report.with_suffix(".html")
+    page.write_text(html_report.render(loaded), encoding="utf-8")
+    print_summary(_console(), loaded, [run_report, page], [])
+
+
+@app.command()
+def compare(
+    first: Annotated[Path, typer.Argument(help="Report A (JSON, from failure-lab run).")],
+    second: Annotated[Path, typer.Argument(help="Report B.")],
+    html: Annotated[
+        Path | None, typer.Option(help="Also write the comparison as an HTML page here.")
+    ] = None,
+) -> None:
+    """Two runs phase by phase: what changed, and by how much."""
+
+    from simulator.scenario import compare as comparing
+
+    a, b = _load_report(first), _load_report(second)
+    paths = (str(first), str(second))
+    comparing.print_compare(_console(), a, b, paths)
+    if html is not None:
+        html.write_text(comparing.render(a, b, paths), encoding="utf-8")
+        typer.echo(f"report: {html}")
+
+
+def _output(value: str) -> Literal["text", "json"]:
+    if value not in ("text", "json"):
+        raise typer.BadParameter(f"{value!r}: choose text or json", param_hint="--output")
+    return "json" if value == "json" else "text"
+
+
+def _load_report(path: Path) -> Any:
+    from pydantic import ValidationError
+
+    from simulator.scenario.report import RunReport
+
+    try:
+        return RunReport.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        typer.echo(f"{path}: {exc.strerror or exc}", err=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        typer.echo(f"{path} is not a failure-lab run report ({where}: {first['msg']})", err=True)
+    raise typer.Exit(2)
+
+
+def _validate(file: str, overrides: list[str]) -> int:
 
     from simulator.scenario.catalog import UnknownScenario, scenario_path
-    from simulator.scenario.session import BAD_FILE, run_file
+    from simulator.scenario.conditions import ServerConstants
+    from simulator.scenario.loader import ScenarioFileError, load_scenario
+    from simulator.scenario.plan import phase_plan
+    from simulator.scenario.session import BAD_FILE
+
+    console = _console()
+    settings = Settings()
+    try:
+        with scenario_path(file) as path:
+            scenario = load_scenario(path, overrides=overrides, caps=settings)
+    except (UnknownScenario, ScenarioFileError) as exc:
+        console.print(f"[bold red]bad scenario file[/]\n{exc}", highlight=False, soft_wrap=True)
+        return BAD_FILE
+    console.print(
+        f"{file}: valid: {len(scenario.phases)} phase(s), {scenario.total_seconds:g} s, "
+        f"{len(scenario.checks)} check(s)",
+        highlight=False,
+    )
+    server = ServerConstants.of(settings)
+    for phase in scenario.phases:
+        console.print(f"[bold]{phase.name}[/] ({phase.scenario}):")
+        for line in phase_plan(scenario, phase, server):
+            console.print(f"  {line}", highlight=False)
+    return 0
+
+
+def _run_scenario(
+    file: str,
+    target: str | None,
+    report: Path | None,
+    settle: float | None,
+    overrides: list[str],
+    output: Literal["text", "json"],
+    html: bool,
+) -> int:
+    import sys
+
+    from simulator.scenario.catalog import UnknownScenario, scenario_path
+    from simulator.scenario.session import BAD_FILE, INTERRUPTED, run_file
 
     logging.basicConfig(level=logging.WARNING)
-    console = Console()
+    # With --output json, stdout is the JSON lines; words go to stderr.
+    console = _console(stderr=output == "json")
     try:
         with scenario_path(file) as path:
             return asyncio.run(
                 run_file(
-                    path, target=target, report_path=report, settle_seconds=settle, console=console
+                    path,
+                    target=target,
+                    report_path=report,
+                    settle_seconds=settle,
+                    console=console,
+                    output=output,
+                    overrides=overrides,
+                    html=html,
+                    out=sys.stdout,
                 )
             )
     except UnknownScenario as exc:
         console.print(f"[bold red]bad scenario file[/] {exc}", highlight=False, soft_wrap=True)
         return BAD_FILE
     except KeyboardInterrupt:
-        console.print("interrupted: the job was stopped and the service restored")
-        return 130
+        console.print("interrupted before any phase finished: nothing to report")
+        return INTERRUPTED
 
 
 def main() -> None:

@@ -113,6 +113,13 @@ class Runtime:
         )
 
     def configure_breaker(self, config: CircuitBreakerConfig) -> None:
+        log.info(
+            "circuit breaker config: %s",
+            "off"
+            if not config.enabled
+            else f"on, opens after {config.failure_threshold} "
+            f"consecutive failures for {config.open_seconds:g} s",
+        )
         self.breaker.configure(config)
         self.metrics.show_breaker(self.breaker.state, self.breaker.enabled)
 
@@ -144,6 +151,13 @@ def _backends(
     settings: Settings, metrics: ServiceMetrics, tracer_provider: TracerProvider
 ) -> _Backends:
     def on_config(config: FailureConfig) -> None:
+        log.info(
+            "failure config: injection %s at %g, db latency %g-%g ms, timeout %g s, "
+            "%d retries",
+            "on" if config.failure_injection_enabled else "off", config.failure_rate,
+            config.db_latency_min_ms, config.db_latency_max_ms, config.db_timeout_seconds,
+            config.max_retries,
+        )  # fmt: skip
         metrics.show_config(config)
         metrics.config_changes.inc()
         metrics.config_last_change.set_to_current_time()

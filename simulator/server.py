@@ -14,10 +14,11 @@ then the lifespan flushes spans and closes backends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,9 +27,20 @@ from fastapi import FastAPI
 
 
 class Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, *, own_signals: bool = True) -> None:
         super().__init__(config)
         self._app = app
+        self._own_signals = own_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """A server inside another program (``failure-lab run``) leaves Ctrl-C to it: the
+        program stops its own work first, then ends the server by leaving ``serving``."""
+        if self._own_signals:
+            with super().capture_signals():
+                yield
+        else:
+            yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -45,7 +57,15 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def server_for(app: FastAPI, host: str, port: int, grace: float, log_level: str = "info") -> Server:
+def server_for(
+    app: FastAPI,
+    host: str,
+    port: int,
+    grace: float,
+    log_level: str = "info",
+    *,
+    own_signals: bool = True,
+) -> Server:
     config = uvicorn.Config(
         app,
         host=host,
@@ -57,7 +77,7 @@ def server_for(app: FastAPI, host: str, port: int, grace: float, log_level: str 
         log_level=log_level,
         timeout_graceful_shutdown=max(1, int(grace)),
     )
-    return Server(config, app)
+    return Server(config, app, own_signals=own_signals)
 
 
 @asynccontextmanager
@@ -69,13 +89,14 @@ async def serving(
     host: str = "127.0.0.1",
     log_level: str = "warning",
     start_timeout: float = 10.0,
+    own_signals: bool = True,
 ) -> AsyncIterator[str]:
     """Serve ``app`` in the running event loop until the block ends; yields its base URL.
 
     ``RuntimeError`` when it stops before it has started, or does not start within
     ``start_timeout`` seconds.
     """
-    server = server_for(app, host, port, grace, log_level=log_level)
+    server = server_for(app, host, port, grace, log_level=log_level, own_signals=own_signals)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + start_timeout
     try:

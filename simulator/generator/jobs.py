@@ -260,6 +260,12 @@ class JobManager:
             raise
         record.task = task
         task.add_done_callback(lambda done: self._finish(record, done))
+        what = record.plan.scenario if record.plan is not None else record.mode
+        label = f" ({record.name})" if record.name else ""
+        logger.info(
+            "job %s started: %s at %g req/s for %g s%s",
+            job_id, what, record.rps, record.duration, label,
+        )  # fmt: skip
         return record.to_model()
 
     async def _scenario(self, record: JobRecord, plan: ScenarioPlan) -> JobSummary:
@@ -314,12 +320,18 @@ class JobManager:
     def _finish(self, record: JobRecord, task: asyncio.Task[JobSummary]) -> None:
         if task.cancelled():
             record.status = "cancelled"
+            logger.info("job %s cancelled", record.generation.job_id)
         elif (error := task.exception()) is not None:
             record.status = "error"
             logger.error("job %s failed", record.generation.job_id, exc_info=error)
         else:
             record.status = "completed"
             record.generation.result = task.result()
+            summary = record.generation.result
+            logger.info(
+                "job %s completed: %d sent, %d failed, %d dropped",
+                record.generation.job_id, summary.sent, summary.failed, summary.dropped,
+            )  # fmt: skip
         record.ended_at = datetime.now(UTC)
         record.ended_clock = self._clock()
         self._end(record.generation)

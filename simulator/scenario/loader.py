@@ -6,7 +6,9 @@ is therefore composed into nodes first (``SafeLoader`` nodes keep their ``start_
 checked for duplicate keys (PyYAML would silently keep the last one), then constructed
 and validated; each validation error's location is walked back through the nodes to the
 line of the key or item it names. Every failure, from a missing file to a broken
-cross-field rule, becomes one ``ScenarioFileError``, never a traceback.
+cross-field rule, becomes one ``ScenarioFileError``, never a traceback, listing every
+problem found in one pass: field errors, all the cross-field rules (``rules.py``), the
+server's caps when they are known, and ``--set`` overrides that lead nowhere.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from simulator.scenario.spec import NAME_PATTERN, RuleError, Scenario
+from failure_lab.settings import Settings
+from simulator.scenario.overrides import OverrideError, apply_overrides
+from simulator.scenario.rules import RuleError, RuleErrors, cap_problems, name_problems
+from simulator.scenario.spec import NAME_PATTERN, Scenario
 
 MAX_PROBLEMS: Final = 20
 EXTENSION: Final = "x-"
@@ -63,8 +68,20 @@ class ScenarioFileError(Exception):
         return str(self.args[0])
 
 
-def load_scenario(path: str | os.PathLike[str]) -> Scenario:
-    """The scenario in the file at ``path``; raises ``ScenarioFileError``."""
+ROUTE_HINT: Final = (
+    "route keys contain { and }, which YAML reads as a mapping inside [...]: quote each one "
+    '("GET /api/v1/users/{id}") or write one per line as - GET /api/v1/users/{id}'
+)
+
+
+def load_scenario(
+    path: str | os.PathLike[str],
+    *,
+    overrides: Sequence[str] = (),
+    caps: Settings | None = None,
+) -> Scenario:
+    """The scenario in the file at ``path``, with ``overrides`` applied and checked against
+    the ``caps`` of a server with those settings; raises ``ScenarioFileError``."""
     source = os.fspath(path)
     try:
         data = Path(path).read_bytes()
@@ -85,19 +102,64 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
         raise ScenarioFileError(
             source, [Problem(line, "", f"not UTF-8 text (byte {exc.start} cannot be decoded)")]
         ) from None
-    return parse_scenario(text, source)
+    return parse_scenario(text, source, overrides=overrides, caps=caps)
 
 
-def parse_scenario(text: str, source_name: str = "<scenario>") -> Scenario:
+def parse_scenario(
+    text: str,
+    source_name: str = "<scenario>",
+    *,
+    overrides: Sequence[str] = (),
+    caps: Settings | None = None,
+) -> Scenario:
     """The scenario in ``text``; ``source_name`` names it in messages."""
     root, data = _read_yaml(text, source_name)
     # Top-level ``x-`` keys are the file's own (anchors to reuse), as in compose files.
     data = {key: value for key, value in data.items() if not str(key).startswith(EXTENSION)}
     try:
-        return Scenario.model_validate(data)
+        overridden = apply_overrides(data, overrides)
+    except OverrideError as exc:
+        raise ScenarioFileError(source_name, [Problem(None, "", str(exc))]) from None
+    problems: list[Problem] = []
+    scenario: Scenario | None = None
+    try:
+        scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        problems = [_problem(root, error) for error in exc.errors()]
-        raise ScenarioFileError(source_name, problems) from None
+        for error in exc.errors():
+            problems += _problems(root, error)
+        problems += _lenient_names(root, data)
+    if caps is not None:
+        problems += [_rule(root, (), error) for error in cap_problems(data, caps)]
+    if problems or scenario is None:
+        raise ScenarioFileError(source_name, _marked(_unique(problems), overridden))
+    return scenario
+
+
+def _lenient_names(root: MappingNode, data: dict[Any, Any]) -> list[Problem]:
+    """Names and check phases read from the raw data: reported even when a phase failed."""
+    phases, checks = data.get("phases"), data.get("checks")
+    names = (
+        [p.get("name") for p in phases if isinstance(p, dict)] if isinstance(phases, list) else []
+    )
+    wanted = (
+        [c.get("phase", "all") for c in checks if isinstance(c, dict)]
+        if isinstance(checks, list)
+        else []
+    )
+    return [_rule(root, (), error) for error in name_problems(names, wanted)]
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+def _marked(problems: list[Problem], overridden: list[tuple[str | int, ...]]) -> list[Problem]:
+    """A problem with a value given by ``--set`` says so (its line is the file's)."""
+    paths = {_path(loc) for loc in overridden}
+    return [
+        Problem(p.line, p.path, f"{p.message} (set with --set)") if p.path in paths else p
+        for p in problems
+    ]
 
 
 def _read_yaml(text: str, source: str) -> tuple[MappingNode, dict[Any, Any]]:
@@ -155,7 +217,11 @@ def _yaml_problem(exc: yaml.MarkedYAMLError) -> Problem:
             message = f"{exc.context}{near}, {exc.problem}"
         else:
             message = f"{exc.problem} ({exc.context}{near})"
-    return Problem(None if mark is None else mark.line + 1, "", f"YAML syntax: {message}")
+    line = None if mark is None else mark.line + 1
+    snippet = "" if mark is None or mark.buffer is None else mark.buffer.splitlines()[mark.line]
+    if "/{" in snippet:
+        message += f"; {ROUTE_HINT}"
+    return Problem(line, "", f"YAML syntax: {message}")
 
 
 def _line(node: Node) -> int:
@@ -187,15 +253,19 @@ def _duplicate_keys(node: Node, loc: Loc, seen: set[int]) -> Iterable[Problem]:
             yield from _duplicate_keys(item, (*loc, index), seen)
 
 
-def _problem(root: MappingNode, error: ErrorDetails) -> Problem:
+def _problems(root: MappingNode, error: ErrorDetails) -> list[Problem]:
     loc: Loc = tuple(error["loc"])
-    message = error["msg"]
     cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, RuleErrors):
+        return [_rule(root, loc, rule) for rule in cause.errors]
     if isinstance(cause, RuleError):
-        loc, message = loc + cause.loc, str(cause)
-    else:
-        message = _explain(error, loc)
-    return Problem(_locate(root, loc), _path(loc), message)
+        return [_rule(root, loc, cause)]
+    return [Problem(_locate(root, loc), _path(loc), _explain(error, loc))]
+
+
+def _rule(root: MappingNode, loc: Loc, rule: RuleError) -> Problem:
+    where = loc + rule.loc
+    return Problem(_locate(root, where), _path(where), str(rule))
 
 
 def _explain(error: ErrorDetails, loc: Loc) -> str:

@@ -44,10 +44,9 @@ from failure_lab.durations import parse_duration
 from failure_lab.settings import Settings
 from simulator.generator.planner import ENDPOINTS, ERROR
 from simulator.options import PipelineOptions
+from simulator.scenario.rules import WHOLE_RUN, RuleError, RuleErrors, name_problems, raise_all
 
 NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-WHOLE_RUN: Final = "all"
-"""The phase name of a check on the whole run, and the key of whole-run figures."""
 MAX_PHASES: Final = 20
 MAX_DISRUPTIONS: Final = 20
 MAX_CHECKS: Final = 50
@@ -58,18 +57,6 @@ Comparison = Literal["below", "above"]
 _FINITE: Final = AllowInfNan(False)
 # Scenario names that need no max_rps: stress defaults to the server's cap.
 _RATE_OPTIONAL: Final[frozenset[str]] = frozenset({"stress"})
-
-
-class RuleError(ValueError):
-    """A rule across fields is broken; ``loc`` is where, relative to the model raising it.
-
-    pydantic puts a model validator's error on the model itself; the loader appends ``loc``
-    so the message names the field the rule is about, and that field's line.
-    """
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
 
 
 class _SameBounds(annotated_types.GroupedMetadata):
@@ -210,33 +197,44 @@ class Phase(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        errors: list[RuleError] = []
         if self.max_rps is None and self.scenario not in _RATE_OPTIONAL:
-            raise RuleError(
-                ("max_rps",),
-                f"required for scenario {self.scenario} (only stress defaults to the server's cap)",
+            errors.append(
+                RuleError(
+                    ("max_rps",),
+                    f"required for scenario {self.scenario} (only stress defaults to the "
+                    "server's cap)",
+                )
             )
         if self.endpoints is not None:
             for index, endpoint in enumerate(self.endpoints):
                 if endpoint in self.endpoints[:index]:
-                    raise RuleError(("endpoints", index), f"{endpoint!r} is listed twice")
+                    errors.append(RuleError(("endpoints", index), f"{endpoint!r} is listed twice"))
             if self.scenario == "error_injection" and set(self.endpoints) == {ERROR}:
-                raise RuleError(
-                    ("endpoints",),
-                    "error_injection sends 70 % of its requests to endpoints other than "
-                    f"{ERROR!r}; list at least one other",
+                errors.append(
+                    RuleError(
+                        ("endpoints",),
+                        "error_injection sends 70 % of its requests to endpoints other than "
+                        f"{ERROR!r}; list at least one other",
+                    )
                 )
         for index, disruption in enumerate(self.disruptions):
             if disruption.at >= self.duration:
-                raise RuleError(
-                    ("disruptions", index, "at"),
-                    f"starts at {disruption.at:g}s, not within the phase's {self.duration:g}s",
+                errors.append(
+                    RuleError(
+                        ("disruptions", index, "at"),
+                        f"starts at {disruption.at:g}s, not within the phase's {self.duration:g}s",
+                    )
                 )
-            if disruption.ends_at > self.duration:
-                raise RuleError(
-                    ("disruptions", index, "duration"),
-                    f"ends at {disruption.ends_at:g}s, after the phase's {self.duration:g}s "
-                    "(a disruption belongs to its phase: shorten it or split the phase)",
+            elif disruption.ends_at > self.duration:
+                errors.append(
+                    RuleError(
+                        ("disruptions", index, "duration"),
+                        f"ends at {disruption.ends_at:g}s, after the phase's {self.duration:g}s "
+                        "(a disruption belongs to its phase: shorten it or split the phase)",
+                    )
                 )
+        raise_all(errors)
         return self
 
 
@@ -261,14 +259,18 @@ class Check(_Strict):
     @model_validator(mode="after")
     def _one_threshold(self) -> Self:
         if self.below is not None and self.above is not None:
-            raise RuleError(("above",), "give one of below / above, not both")
+            raise RuleErrors([RuleError(("above",), "give one of below / above, not both")])
         if self.below is None and self.above is None:
-            raise RuleError((), "give a threshold: below: NUMBER or above: NUMBER")
+            raise RuleErrors([RuleError((), "give a threshold: below: NUMBER or above: NUMBER")])
         if self.threshold < 0:
-            raise RuleError((self.comparison,), "must be >= 0")
+            raise RuleErrors([RuleError((self.comparison,), "must be >= 0")])
         if self.metric == "error_rate" and self.threshold > 1:
-            raise RuleError(
-                (self.comparison,), "error_rate is a fraction from 0 to 1 (5 % is 0.05)"
+            raise RuleErrors(
+                [
+                    RuleError(
+                        (self.comparison,), "error_rate is a fraction from 0 to 1 (5 % is 0.05)"
+                    )
+                ]
             )
         return self
 
@@ -342,32 +344,20 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        errors: list[RuleError] = []
         try:
-            run = self.run_failure_config
+            run: FailureConfig | None = self.run_failure_config
         except ValueError as exc:
-            raise RuleError(("failure_config",), str(exc)) from None
-        seen: dict[str, int] = {}
+            errors.append(RuleError(("failure_config",), str(exc)))
+            run = None
         for index, phase in enumerate(self.phases):
-            if phase.name == WHOLE_RUN:
-                raise RuleError(
-                    ("phases", index, "name"), f'"{WHOLE_RUN}" is reserved for whole-run checks'
-                )
-            if phase.name in seen:
-                raise RuleError(
-                    ("phases", index, "name"),
-                    f"duplicate phase name {phase.name!r} (also phases[{seen[phase.name]}])",
-                )
-            seen[phase.name] = index
-            if phase.failure_config is not None:
+            if phase.failure_config is not None and run is not None:
                 try:
                     phase.failure_config.over(run)
                 except ValueError as exc:
-                    raise RuleError(("phases", index, "failure_config"), str(exc)) from None
-        for index, check in enumerate(self.checks):
-            if check.phase != WHOLE_RUN and check.phase not in seen:
-                raise RuleError(
-                    ("checks", index, "phase"),
-                    f"unknown phase {check.phase!r}; phases are: {', '.join(seen)} "
-                    f'(or "{WHOLE_RUN}" for the whole run)',
-                )
+                    errors.append(RuleError(("phases", index, "failure_config"), str(exc)))
+        errors += name_problems(
+            [phase.name for phase in self.phases], [check.phase for check in self.checks]
+        )
+        raise_all(errors)
         return self

@@ -1,165 +1,230 @@
-"""The terminal side of ``failure-lab run``: a progress bar per phase, then the verdict.
+"""The terminal while ``failure-lab run`` runs: what each phase will do, then how it goes.
 
-While a phase runs, its bar shows the job's own figures as its event stream reports them
-(rate now against the rate asked, failures, mean latency, the shape's phase); disruptions
-are printed as they start. At the end: a table per phase from the report, the checks with
-their verdicts, where to find the slowest and failed requests, and one failed request's
-trace, so the first thing to look at is on screen.
+Three observers of the runner, one per kind of reader:
+
+- ``LiveView``, a wide terminal: each phase's plan in words as it starts, then one row per
+  phase that stays put, with the same columns running and finished (sent/target rate, error
+  %, retry amplification, service p99, client p99), and the generator's trouble as a warning
+  line with its count;
+- ``PlainView``, a narrow terminal or a pipe (CI): the same figures as plain lines, one per
+  phase every ``PLAIN_EVERY_S`` seconds and one when it ends, so a log shows progress;
+- ``JsonView`` (``--output json``): one JSON object per line per event, for programs.
+
+The figures come from the sampler (``Live``) and the job's own events; the report's
+summary at the end is ``summary.py``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
+from typing import Any, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.console import Console, Group
+from rich.live import Live as RichLive
 from rich.table import Table
+from rich.text import Text
 
-from failure_lab.contract import TraceResponse
 from failure_lab.control import Job, JobSummary
-from simulator.scenario.report import RunReport
+from simulator.scenario.conclude import LATE_SHARE, ms, pct, times
+from simulator.scenario.sampler import Live
 from simulator.scenario.spec import Phase, Scenario
 
+PLAIN_EVERY_S = 5.0
+WIDE = 100
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+
+def _rate(sent: float, target: float) -> str:
+    return f"{sent:.0f}/{target:.0f}"
 
 
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
+def live_trouble(figures: Live) -> str | None:
+    """The generator's trouble so far, with its counts (None when it keeps up)."""
+    parts = []
+    if figures.dropped:
+        parts.append(f"dropped {figures.dropped:,} requests at its in-flight bound")
+    if figures.sent and figures.late_sends > LATE_SHARE * figures.sent:
+        parts.append(f"sent {figures.late_sends:,} of {figures.sent:,} late")
+    if not parts:
+        return None
+    return f"the generator {' and '.join(parts)} so far"
 
 
 class LiveView:
-    """An ``Observer`` drawing one progress bar per phase."""
+    """An ``Observer`` for a wide terminal: a table of phases that updates in place."""
 
     def __init__(self, console: Console, scenario: Scenario) -> None:
         self._console = console
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=30),
-            TextColumn("{task.fields[clock]}"),
-            TextColumn("{task.fields[figures]}"),
-            console=console,
-        )
-        self._tasks: list[TaskID] = [
-            self._progress.add_task(
-                f"{phase.name} [dim]({phase.scenario})[/]",
-                total=phase.seconds,
-                start=False,
-                clock="",
-                figures="",
-            )
-            for phase in scenario.phases
-        ]
-        self._began = 0.0
+        self._scenario = scenario
+        self._rows: dict[int, list[str]] = {}
+        self._warnings: list[str] = []
+        self._live = RichLive(console=console, auto_refresh=False, transient=False)
 
     def __enter__(self) -> LiveView:
-        self._progress.start()
+        self._live.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._progress.stop()
+        self._live.stop()
 
-    def phase_started(self, index: int, phase: Phase, job: Job) -> None:
-        self._began = time.monotonic()
-        self._progress.start_task(self._tasks[index])
+    def _render(self) -> Group:
+        table = Table(box=None, padding=(0, 1), header_style="bold")
+        for header, justify in (
+            ("phase", "left"), ("time", "right"), ("req/s sent/target", "right"),
+            ("errors", "right"), ("retries", "right"), ("service p99", "right"),
+            ("client p99", "right"), ("", "left"),
+        ):  # fmt: skip
+            table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        for index, phase in enumerate(self._scenario.phases):
+            row = self._rows.get(index) or [
+                phase.name,
+                f"0/{phase.seconds:g}s",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "[dim]waiting[/]",
+            ]
+            table.add_row(*row)
+        warnings = [
+            Text(f"warning: {w}", style="yellow", no_wrap=False, overflow="fold")
+            for w in self._warnings[-3:]
+        ]
+        return Group(table, *warnings)
+
+    def _refresh(self) -> None:
+        self._live.update(self._render(), refresh=True)
+
+    def phase_started(self, index: int, phase: Phase, job: Job, plan: list[str]) -> None:
+        self._console.print(f"[bold]{phase.name}[/] ({phase.scenario}):")
+        for line in plan:
+            self._console.print(f"  {line}", highlight=False)
+        self._rows[index] = [phase.name, f"0/{phase.seconds:g}s", "", "", "", "", "", "running"]
+        self._refresh()
 
     def job_update(self, index: int, phase: Phase, job: Job) -> None:
-        elapsed = min(phase.seconds, time.monotonic() - self._began)
-        stats = job.stats
-        shape = f"  [dim]{job.phase}[/]" if job.phase else ""
-        colour = "red" if stats.failed else "green"
-        self._progress.update(
-            self._tasks[index],
-            completed=elapsed,
-            clock=f"{elapsed:5.1f}/{phase.seconds:g}s",
-            figures=(
-                f"{stats.current_rps:6.0f}/{stats.target_rps:.0f} req/s  "
-                f"[{colour}]{stats.failed} failed[/] of {stats.total}  "
-                f"avg {_ms(stats.avg_latency_ms)} ms{shape}"
-            ),
-        )
+        return None  # the sampler's figures drive the row, at a pace one can read
 
-    def phase_finished(self, index: int, phase: Phase, summary: JobSummary) -> None:
-        self._progress.update(
-            self._tasks[index],
-            completed=phase.seconds,
-            clock=f"{phase.seconds:5.1f}/{phase.seconds:g}s",
-            figures=(
-                f"{summary.achieved_rps:6.1f} req/s achieved  {summary.failed} failed of "
-                f"{summary.sent}  p99 {_ms(summary.latency_ms.p99)} ms"
-            ),
-        )
-        self._progress.stop_task(self._tasks[index])
+    def live(self, index: int, phase: Phase, figures: Live) -> None:
+        elapsed = min(phase.seconds, figures.elapsed)
+        self._rows[index] = [
+            phase.name, f"{elapsed:.0f}/{phase.seconds:g}s",
+            _rate(figures.sent_rps, figures.target_rps), pct(figures.error_rate),
+            times(figures.retry_amplification), ms(figures.service_p99_ms),
+            ms(figures.client_p99_ms), "running",
+        ]  # fmt: skip
+        trouble = live_trouble(figures)
+        self._warnings = [w for w in self._warnings if not w.startswith(f"{phase.name}:")]
+        if trouble:
+            self._warnings.append(f"{phase.name}: {trouble}")
+        self._refresh()
+
+    def phase_finished(
+        self, index: int, phase: Phase, summary: JobSummary, warnings: list[str]
+    ) -> None:
+        row = self._rows.get(index, [phase.name] + [""] * 7)
+        row[1] = f"{phase.seconds:g}/{phase.seconds:g}s"
+        row[2] = _rate(summary.achieved_rps, summary.planned / phase.seconds)
+        row[6] = ms(summary.latency_ms.p99)
+        row[7] = "[green]done[/]" if not warnings else "[yellow]done, see warning[/]"
+        self._rows[index] = row
+        self._warnings = [w for w in self._warnings if not w.startswith(f"{phase.name}:")]
+        self._warnings += [f"{phase.name}: {w}" for w in warnings]
+        self._refresh()
 
     def note(self, text: str) -> None:
-        self._progress.console.print(f"[yellow]disruption[/] {text}")
+        self._console.print(f"[yellow]disruption[/] {text}", highlight=False)
 
 
-def print_report(console: Console, report: RunReport) -> None:
-    phases = Table(title=f"{report.scenario}: per phase", title_justify="left")
-    for column in (
-        "phase",
-        "req/s asked/got",
-        "sent",
-        "errors",
-        "p95/p99 ms",
-        "retries",
-        "client p99 ms (CO-corrected/not)",
-    ):
-        phases.add_column(column, justify="right")
-    for phase in report.phases:
-        service, generator = phase.service, phase.generator
-        phases.add_row(
-            phase.name,
-            f"{phase.rps:g}/{generator.achieved_rps:.1f}",
-            str(generator.sent),
-            _ratio(service.error_rate),
-            f"{_ms(service.p95_ms)}/{_ms(service.p99_ms)}",
-            "-" if service.retry_amplification is None else f"{service.retry_amplification:.2f}x",
-            f"{_ms(generator.latency_ms.p99)}/{_ms(generator.service_latency_ms.p99)}",
+class PlainView:
+    """An ``Observer`` for a narrow terminal or a pipe: plain lines, a few per phase."""
+
+    def __init__(self, console: Console, scenario: Scenario) -> None:
+        self._console = console
+        self._next = 0.0
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def _say(self, text: str) -> None:
+        self._console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def phase_started(self, index: int, phase: Phase, job: Job, plan: list[str]) -> None:
+        self._say(f"{phase.name} ({phase.scenario}):")
+        for line in plan:
+            self._say(f"  {line}")
+        self._next = time.monotonic() + PLAIN_EVERY_S
+
+    def job_update(self, index: int, phase: Phase, job: Job) -> None:
+        return None
+
+    def live(self, index: int, phase: Phase, figures: Live) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + PLAIN_EVERY_S
+        self._say(
+            f"  {phase.name} {min(figures.elapsed, phase.seconds):.0f}/{phase.seconds:g}s: "
+            f"{_rate(figures.sent_rps, figures.target_rps)} req/s, errors "
+            f"{pct(figures.error_rate)}, retries {times(figures.retry_amplification)}, "
+            f"service p99 {ms(figures.service_p99_ms)}, client p99 {ms(figures.client_p99_ms)}"
         )
-    console.print(phases)
-    console.print(
-        "[dim]error rate, p95/p99 and retries: the service's, from the metrics source "
-        "(/metrics/json) over each phase; client latency: the generator's, exact[/]"
-    )
-    if report.checks:
-        checks = Table(title="checks", title_justify="left")
-        checks.add_column("verdict")
-        checks.add_column("check")
-        for check in report.checks:
-            mark = "[green]PASS[/]" if check.passed else "[bold red]FAIL[/]"
-            checks.add_row(mark, check.message)
-        console.print(checks)
-    slowest = sorted(
-        ((slow.latency_ms, slow.request_id, phase.name) for phase in report.phases
-         for slow in phase.generator.slowest),
-        reverse=True,
-    )[:3]  # fmt: skip
-    for latency, request_id, name in slowest:
-        console.print(f"slowest: {request_id} ({latency:.1f} ms, {name})")
-    failed = [(p.name, i) for p in report.phases for i in p.generator.failed_request_ids[-2:]]
-    for name, request_id in failed[:6]:
-        console.print(f"failed:  {request_id} ({name})")
-    passed = sum(1 for check in report.checks if check.passed)
-    colour = "green" if report.verdict == "pass" else "bold red"
-    console.print(
-        f"[{colour}]verdict: {report.verdict.upper()}[/] "
-        f"({passed}/{len(report.checks)} checks passed)"
-    )
+        trouble = live_trouble(figures)
+        if trouble:
+            self._say(f"  warning: {trouble}")
 
-
-def print_trace(console: Console, request_id: str, trace: TraceResponse) -> None:
-    """One request's trace as ``GET /v1/trace/{request_id}`` returns it."""
-    events = Table(title=f"trace of {request_id} (GET /v1/trace/{{request_id}})")
-    for column in ("time", "event", "details"):
-        events.add_column(column)
-    for event in trace.trace.events:
-        details = {k: v for k, v in event.metadata.items() if k not in ("span_id", "span")}
-        events.add_row(
-            event.timestamp_wall[11:23],
-            event.event_type,
-            ", ".join(f"{k}={v}" for k, v in details.items()),
+    def phase_finished(
+        self, index: int, phase: Phase, summary: JobSummary, warnings: list[str]
+    ) -> None:
+        self._say(
+            f"  {phase.name} done: {summary.sent} sent at {summary.achieved_rps:.1f} req/s, "
+            f"{summary.failed} failed, client p99 {ms(summary.latency_ms.p99)}"
         )
-    console.print(events)
+        for warning in warnings:
+            self._say(f"  warning: {warning}")
+
+    def note(self, text: str) -> None:
+        self._say(f"  disruption {text}")
+
+
+class JsonView:
+    """An ``Observer`` writing one JSON object per line (``--output json``)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def __enter__(self) -> JsonView:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self._out.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+        self._out.flush()
+
+    def phase_started(self, index: int, phase: Phase, job: Job, plan: list[str]) -> None:
+        self.emit("phase_started", phase=phase.name, job_id=job.job_id, plan=plan)
+
+    def job_update(self, index: int, phase: Phase, job: Job) -> None:
+        return None
+
+    def live(self, index: int, phase: Phase, figures: Live) -> None:
+        self.emit("progress", phase=phase.name, **dataclasses.asdict(figures))
+
+    def phase_finished(
+        self, index: int, phase: Phase, summary: JobSummary, warnings: list[str]
+    ) -> None:
+        self.emit(
+            "phase_finished",
+            phase=phase.name,
+            summary=summary.model_dump(mode="json", exclude={"slowest", "failed_request_ids"}),
+            warnings=warnings,
+        )
+
+    def note(self, text: str) -> None:
+        self.emit("disruption", text=text)

@@ -150,7 +150,7 @@ async def test_a_run_reports_what_the_metrics_and_traces_say(tmp_path: Path) -> 
     whole = report["whole_run"]["service"]
     assert whole["request_rate"] * whole["window_seconds"] == pytest.approx(280, rel=0.05)
     text = out.getvalue()
-    assert "verdict: PASS (4/4 checks passed)" in text
+    assert "verdict: PASS: all 4 checks held" in text
     assert "outage: retry_amplification" in text
 
 

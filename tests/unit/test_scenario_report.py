@@ -15,9 +15,13 @@ import httpx
 import pytest
 
 from failure_lab.control import FailureConfig, Job, JobSummary, Percentiles
+from failure_lab.settings import Settings
+from simulator.scenario.client import ContractClient, RunFailed
+from simulator.scenario.conditions import ServerConstants
 from simulator.scenario.loader import parse_scenario
 from simulator.scenario.report import PhaseReport, ServiceFigures
-from simulator.scenario.runner import RunFailed, ScenarioRunner
+from simulator.scenario.runner import ScenarioRunner
+from simulator.scenario.sampler import Live
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 LATENCY = Percentiles(p50=10.0, p95=20.0, p99=30.0)
@@ -93,11 +97,15 @@ def test_ratios_without_requests_are_none() -> None:
 
 
 class Quiet:
-    def phase_started(self, index: int, phase: object, job: Job) -> None: ...
+    def phase_started(self, index: int, phase: object, job: Job, plan: list[str]) -> None: ...
 
     def job_update(self, index: int, phase: object, job: Job) -> None: ...
 
-    def phase_finished(self, index: int, phase: object, summary: JobSummary) -> None: ...
+    def live(self, index: int, phase: object, figures: Live) -> None: ...
+
+    def phase_finished(
+        self, index: int, phase: object, summary: JobSummary, warnings: list[str]
+    ) -> None: ...
 
     def note(self, text: str) -> None: ...
 
@@ -126,7 +134,11 @@ async def run_against(job_answer: httpx.Response) -> tuple[str, list[str]]:
     transport = httpx.MockTransport(target)
     async with httpx.AsyncClient(transport=transport, base_url="http://lab") as http:
         runner = ScenarioRunner(
-            parse_scenario(SCENARIO), http, Quiet(), source="lab.yaml", target="http://lab"
+            parse_scenario(SCENARIO),
+            ContractClient(http, "http://lab"),
+            Quiet(),  # type: ignore[arg-type]
+            source="lab.yaml",
+            server=ServerConstants.of(Settings()),
         )
         with pytest.raises(RunFailed) as failed:
             await runner.run()
