@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from exporter import routes
+from exporter import routes, topology_routes
 from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
 from exporter.forward import Forwarder, document_streams, forwarding_router
@@ -83,6 +83,7 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     app.state.registry = registry
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(topology_routes.router)
     app.include_router(feed_router)
     app.include_router(forwarding_router())
     app.include_router(metrics_router(registry))

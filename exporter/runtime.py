@@ -15,7 +15,13 @@ from collections.abc import Awaitable, Callable
 from exporter.coalesce import Coalescer
 from exporter.metrics import ExporterMetrics
 from exporter.monitor import BackendMonitor
-from exporter.sources.base import LatencySummary, MetricsSource, RedFigures, TraceSource
+from exporter.sources.base import (
+    FigureGroups,
+    LatencySummary,
+    MetricsSource,
+    RedFigures,
+    TraceSource,
+)
 from exporter.sources.monitored import MonitoredMetrics, MonitoredTraces
 from failure_lab.settings import Settings
 
@@ -61,6 +67,13 @@ class ExporterRuntime:
     ) -> dict[str, LatencySummary]:
         return await self._shared.get(
             ("latency", window_seconds, at), lambda: self.metrics.latency(window_seconds, at)
+        )
+
+    async def topology(self, window_seconds: float, at: float | None = None) -> FigureGroups:
+        """The topology's figures over a window ending at ``at`` (default now), shared like
+        the others."""
+        return await self._shared.get(
+            ("topology", window_seconds, at), lambda: self.metrics.topology(window_seconds, at)
         )
 
     async def aclose(self) -> None:

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import Scope
 
 from exporter import routes as exporter_routes
+from exporter import topology_routes
 from exporter.embedded import EmbeddedShim
 from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
@@ -105,6 +106,7 @@ def _include_routes(app: FastAPI, registry: CollectorRegistry, *, embedded_shim:
     app.include_router(disruptions.router)
     if embedded_shim:
         app.include_router(exporter_routes.router)
+        app.include_router(topology_routes.router)
         app.include_router(feed_router)
     app.include_router(metrics_router(registry))
 

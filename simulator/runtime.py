@@ -141,6 +141,7 @@ def _backends(
         metrics.config_changes.inc()
         metrics.config_last_change.set_to_current_time()
 
+    metrics.show_backends("redis" if settings.redis_url else "memory")
     if not settings.redis_url:
         return _Backends(
             MemoryRateLimiter(),
