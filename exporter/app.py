@@ -26,6 +26,7 @@ from exporter.sources.prometheus import PrometheusSource
 from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
 from failure_lab.http_errors import install_error_handlers
+from failure_lab.loop_lag import LoopLag
 from failure_lab.settings import Settings
 
 
@@ -50,6 +51,7 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
     metrics = ExporterMetrics(registry)
+    loop_lag = LoopLag(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,11 +65,12 @@ def create_exporter_app(settings: Settings) -> FastAPI:
             traces=JaegerSource(settings.jaeger_url or "", settings.service_name, timeout=timeout),
             exporter_metrics=metrics,
             checks={forwarder.name: forwarder.check},
+            loop_lag=loop_lag,
         )
         app.state.exporter = runtime
         app.state.forwarder = forwarder
         try:
-            async with LiveFeed(runtime, metrics).running() as feed:
+            async with loop_lag.running(), LiveFeed(runtime, metrics).running() as feed:
                 app.state.feed = feed
                 yield
         finally:

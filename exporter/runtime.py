@@ -23,6 +23,7 @@ from exporter.sources.base import (
     TraceSource,
 )
 from exporter.sources.monitored import MonitoredMetrics, MonitoredTraces
+from failure_lab.loop_lag import LoopLag
 from failure_lab.settings import Settings
 
 HealthCheck = Callable[[], Awaitable[None]]
@@ -36,9 +37,11 @@ class ExporterRuntime:
         traces: TraceSource,
         exporter_metrics: ExporterMetrics,
         checks: dict[str, HealthCheck] | None = None,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         """``checks``: further dependencies' probes (the simulator, in stack mode), by name;
-        each raises ``SourceError`` when its dependency fails."""
+        each raises ``SourceError`` when its dependency fails. ``loop_lag``: the process's
+        event-loop lag sampler, for ``/v1/status``."""
         self.settings = settings
         self.monitor = BackendMonitor(exporter_metrics)
         self.metrics = MonitoredMetrics(metrics, self.monitor)
@@ -46,6 +49,7 @@ class ExporterRuntime:
         self.checks = {name: self._watched(name, check) for name, check in (checks or {}).items()}
         self.started_at = time.time()
         self.websocket_clients: Callable[[], int] = lambda: 0
+        self.loop_lag = loop_lag
         self._shared = Coalescer(settings.metrics_cache_seconds)
 
     def _watched(self, name: str, check: HealthCheck) -> HealthCheck:

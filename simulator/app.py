@@ -31,6 +31,7 @@ from exporter.feed import router as feed_router
 from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
 from failure_lab.http_errors import install_error_handlers
+from failure_lab.loop_lag import LoopLag
 from failure_lab.settings import Settings
 from simulator.api import control, disruptions, jobs, statistics, users
 from simulator.generator.metrics import GeneratorMetrics
@@ -60,8 +61,9 @@ def create_app(
     generator_metrics = GeneratorMetrics(registry)
     tracer_provider = build_tracer_provider(settings)
     target = base_url or f"http://{_client_host(settings.host)}:{settings.port}"
+    loop_lag = LoopLag(registry)
 
-    shim = EmbeddedShim(settings, registry, tracer_provider) if embedded_shim else None
+    shim = EmbeddedShim(settings, registry, tracer_provider, loop_lag) if embedded_shim else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +71,7 @@ def create_app(
         app.state.runtime = runtime
         try:
             async with AsyncExitStack() as stack:
+                await stack.enter_async_context(loop_lag.running())
                 if shim is not None:
                     app.state.exporter = await stack.enter_async_context(shim.running())
                     feed = LiveFeed(app.state.exporter, shim.metrics)
