@@ -4,7 +4,9 @@ The sources answer sums, quantiles and gauges (:mod:`exporter.topology_figures`)
 put on the request path: traffic generator -> each replica -> rate limiter -> cache ->
 database, the database's retries an edge from the database to itself. A node's figures are its
 own operations (the limiter's decisions, the cache's operations, the database's attempts), so
-where failures enter shows as the first node with errors. Ratios use PromQL's IEEE division and
+where failures enter shows as the deepest node with errors. The generator's own errors are
+the requests it had to drop (due while ``FAILURE_LAB_MAX_IN_FLIGHT`` were in flight); what the
+service answered it is on the edge to each replica. Ratios use PromQL's IEEE division and
 figures are rounded as ``/metrics/json`` rounds them, so a lone replica's node says exactly
 what ``/metrics/json`` says for the same window.
 
@@ -79,11 +81,10 @@ def build_topology(
 ) -> Topology:
     """The graph of one window from the answers to ``TOPOLOGY``."""
     state = _state(answers)
-    responses = answers.get("generator.responses", {})
+    sent = _group(answers, "generator.requests", ("sent",))
+    dropped = _group(answers, "generator.requests", ("dropped",))
     generator = _Figures(
-        _one(answers, "generator.sent"),
-        _share(responses.get(("failure",), 0.0), sum(responses.values())),
-        _p99(answers, "generator.p99_ms", ()),
+        sent, _share(dropped, sent + dropped), _p99(answers, "generator.p99_ms", ())
     )
     nodes = [_node("generator", "generator", "traffic generator", None, generator, state)]
     edges: list[TopologyEdge] = []

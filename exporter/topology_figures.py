@@ -40,7 +40,6 @@ RATELIMIT_ERRORS: Final = "failure_lab_ratelimit_errors_total"
 CACHE_REQUESTS: Final = "failure_lab_cache_requests_total"
 DB_ERRORS: Final = "failure_lab_db_errors_total"
 GENERATOR_REQUESTS: Final = "failure_lab_generator_requests_total"
-GENERATOR_RESPONSES: Final = "failure_lab_generator_responses_total"
 GENERATOR_LATENCY: Final = "failure_lab_generator_latency_seconds"
 DISRUPTIONS_ACTIVE: Final = "failure_lab_disruptions_active"
 FAILURE_CONFIG: Final = "failure_lab_failure_config"
@@ -78,9 +77,8 @@ TOPOLOGY: Final = (
     Figure("database.errors", _rate(DB_ERRORS)),
     Figure("database.retries", _rate(RETRIES)),
     Figure("database.p99_ms", _p99(DB_DURATION)),
-    # The traffic generator: what it sent, how it ended, latency from the intended send.
-    Figure("generator.sent", _rate(GENERATOR_REQUESTS, Matcher("result", "=", "sent"))),
-    Figure("generator.responses", _rate(GENERATOR_RESPONSES, by=("outcome",))),
+    # The traffic generator: what it sent or had to drop, latency from the intended send.
+    Figure("generator.requests", _rate(GENERATOR_REQUESTS, by=("result",))),
     Figure("generator.p99_ms", _p99(GENERATOR_LATENCY, Matcher("basis", "=", "intended"))),
     # State at the window's end: faults, the failure config, the breaker, the backends.
     Figure("disruptions", Latest(Selector(DISRUPTIONS_ACTIVE), (INSTANCE, "type"))),

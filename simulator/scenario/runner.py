@@ -39,6 +39,8 @@ from failure_lab.control import (
     ScenarioJobRequest,
 )
 from failure_lab.durations import MIN_WINDOW_SECONDS
+from failure_lab.topology import Topology
+from simulator.scenario.phase_topology import show_phase_topology
 from simulator.scenario.report import (
     DisruptionRecord,
     PhaseReport,
@@ -70,6 +72,8 @@ class Observer(Protocol):
     def phase_finished(self, index: int, phase: Phase, summary: JobSummary) -> None: ...
 
     def note(self, text: str) -> None: ...
+
+    def topology(self, phase: str, topology: Topology) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,7 @@ class ScenarioRunner:
 
     async def _phase_report(self, record: _Ran) -> PhaseReport:
         job = record.job
-        return PhaseReport(
+        report = PhaseReport(
             name=record.phase.name,
             scenario=record.phase.scenario,
             job_id=job.job_id,
@@ -255,6 +259,8 @@ class ScenarioRunner:
             service=await self._service(record.started, record.ended),
             disruptions=record.disruptions,
         )
+        await show_phase_topology(self._http, self._observer, report)  # the graph, once a phase
+        return report
 
     async def _service(self, start: datetime, end: datetime) -> ServiceFigures:
         # The metrics source has sampled (or scraped) the last requests before ``end`` once

@@ -17,8 +17,12 @@ from rich.table import Table
 
 from failure_lab.contract import TraceResponse
 from failure_lab.control import Job, JobSummary
+from failure_lab.topology import Topology
 from simulator.scenario.report import RunReport
 from simulator.scenario.spec import Phase, Scenario
+from simulator.scenario.topology_view import topology_lines
+
+LINE_STYLES = {"✖": "red", "▲": "yellow"}
 
 
 def _ms(value: float | None) -> str:
@@ -94,6 +98,13 @@ class LiveView:
 
     def note(self, text: str) -> None:
         self._progress.console.print(f"[yellow]disruption[/] {text}")
+
+    def topology(self, phase: str, topology: Topology) -> None:
+        console = self._progress.console
+        seconds = topology.window_seconds
+        console.print(f"[bold]{phase}[/]: where failures enter, over {seconds:.0f} s")
+        for line in topology_lines(topology, console.width):
+            console.print(line, markup=False, highlight=False, style=LINE_STYLES.get(line[:1]))
 
 
 def print_report(console: Console, report: RunReport) -> None:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from failure_lab.control import FailureConfig, Job, JobSummary, Percentiles
+from failure_lab.topology import Topology
 from simulator.scenario.loader import parse_scenario
 from simulator.scenario.report import PhaseReport, ServiceFigures
 from simulator.scenario.runner import RunFailed, ScenarioRunner
@@ -100,6 +101,8 @@ class Quiet:
     def phase_finished(self, index: int, phase: object, summary: JobSummary) -> None: ...
 
     def note(self, text: str) -> None: ...
+
+    def topology(self, phase: str, topology: Topology) -> None: ...
 
 
 async def run_against(job_answer: httpx.Response) -> tuple[str, list[str]]:
