@@ -23,6 +23,7 @@ WIDE: Final = 80
 ELLIPSIS: Final = "…"
 MARKS: Final = {"healthy": "✔", "degraded": "▲", "down": "✖"}
 NOTE_INDENT: Final = "    "
+EDGE_NOTE_INDENT: Final = "        "
 EDGE_PAD: Final = 7
 """Puts an edge's figures under its source node's."""
 
@@ -35,41 +36,43 @@ def topology_lines(topology: Topology, width: int = 100) -> list[str]:
     name_width = min(max((len(t) for t in titles.values()), default=8), width // 3)
     lines: list[str] = []
     for node in topology.nodes:
-        lines.extend(_node_lines(node, name_width, width, compact))
+        status = node.status.upper() if node.status == "down" else node.status
+        head = (
+            f"{MARKS[node.status]} {_cut(node.title, name_width):<{name_width}} {status:<8} "
+            f"{_figures(node.request_rate, node.error_rate, compact)}"
+        )
+        lines.extend(_with_notes(head, _notes(node), width, NOTE_INDENT))
         leaving = [edge for edge in topology.edges if edge.source == node.id]
         for index, edge in enumerate(leaving):
             last = index == len(leaving) - 1
-            lines.append(_fit(_edge_line(edge, titles, name_width, last, compact), width))
+            head, notes = _edge(edge, titles, name_width, last, compact)
+            lines.extend(_with_notes(head, notes, width, EDGE_NOTE_INDENT))
     return lines
 
 
-def _node_lines(node: TopologyNode, name_width: int, width: int, compact: bool) -> Iterator[str]:
-    status = node.status.upper() if node.status == "down" else node.status
-    head = (
-        f"{MARKS[node.status]} {_cut(node.title, name_width):<{name_width}} {status:<8} "
-        f"{_figures(node.request_rate, node.error_rate, compact)}"
-    )
-    if node.p99_latency_ms is not None:
-        head += f"  p99 {node.p99_latency_ms:.1f} ms"
-    notes = _notes(node)
-    if notes and len(head) + 2 + len("  ".join(notes)) <= width:
+def _with_notes(head: str, notes: list[str], width: int, indent: str) -> Iterator[str]:
+    """``head`` and its notes on one line if they fit, else the notes on lines of their own,
+    as many to a line as fit."""
+    if len("  ".join((head, *notes))) <= width:
         yield "  ".join((head, *notes))
         return
     yield _fit(head, width)
     line = ""
-    for note in notes:  # as many notes to a line as fit
-        if line and len(NOTE_INDENT + line + "  " + note) > width:
-            yield _fit(NOTE_INDENT + line, width)
+    for note in notes:
+        if line and len(indent + line + "  " + note) > width:
+            yield _fit(indent + line, width)
             line = ""
         line = f"{line}  {note}" if line else note
     if line:
-        yield _fit(NOTE_INDENT + line, width)
+        yield _fit(indent + line, width)
 
 
 def _notes(node: TopologyNode) -> list[str]:
-    """What else the node says: the cache's hits, where it lives, the breaker, its faults
-    (the status's other reasons are these)."""
+    """What else the node says: its p99, the cache's hits, where it lives, the breaker, its
+    faults (the status's other reasons are these)."""
     notes: list[str] = []
+    if node.p99_latency_ms is not None:
+        notes.append(f"p99 {node.p99_latency_ms:.1f} ms")
     if node.hit_ratio is not None:
         notes.append(f"hit {node.hit_ratio:.0%}")
     if node.backend is not None:
@@ -80,21 +83,20 @@ def _notes(node: TopologyNode) -> list[str]:
     return notes
 
 
-def _edge_line(
+def _edge(
     edge: TopologyEdge, titles: dict[str, str], name_width: int, last: bool, compact: bool
-) -> str:
+) -> tuple[str, list[str]]:
     if edge.source == edge.target:
         arrow, target = "└─↻" if last else "├─↻", "retries"
     else:
         arrow, target = "└─▶" if last else "├─▶", titles.get(edge.target, edge.target)
-    line = (
+    head = (
         f"  {arrow} {_cut(target, name_width - 2):<{name_width - 2}} "
         f"{' ' * EDGE_PAD}{_figures(edge.request_rate, edge.error_rate, compact)}"
     )
-    if edge.retries_per_request is not None:
-        retries = "retries/req" if compact else "retries/request"
-        line += f"  {edge.retries_per_request:.2f} {retries}"
-    return line
+    if edge.retries_per_request is None:
+        return head, []
+    return head, [f"{edge.retries_per_request:.2f} retries/request"]
 
 
 def _figures(rate: float, error_rate: float, compact: bool) -> str:
