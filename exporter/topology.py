@@ -61,10 +61,6 @@ class _Figures:
     error_rate: float = 0.0
     p99_ms: float | None = None
 
-    @property
-    def failed(self) -> float:
-        return self.calls * self.error_rate
-
 
 @dataclass(slots=True)
 class _State:
@@ -88,28 +84,7 @@ def build_topology(
     )
     nodes = [_node("generator", "generator", "traffic generator", None, generator, state)]
     edges: list[TopologyEdge] = []
-    limiter = _Figures()
-    answered = 0.0
-    for instance in _instances(answers):
-        replica = _Figures(
-            _group(answers, "service.requests", (instance,)),
-            _share(
-                _group(answers, "service.errors", (instance,)),
-                _group(answers, "service.requests", (instance,)),
-            ),
-            _p99(answers, "service.p99_ms", (instance,)),
-        )
-        answered += replica.calls
-        node_id = f"simulator@{instance}" if instance else "simulator"
-        title = f"simulator {instance}" if instance else "simulator"
-        nodes.append(_node(node_id, "service", title, instance or None, replica, state))
-        edges.append(_edge("generator", node_id, replica))
-        asked = _limiter(answers, instance)
-        limiter = _Figures(
-            limiter.calls + asked.calls,
-            _share(limiter.failed + asked.failed, limiter.calls + asked.calls),
-        )
-        edges.append(_edge(node_id, "ratelimiter", asked))
+    answered, limiter = _replicas(answers, state, nodes, edges)
     nodes.append(_node("ratelimiter", "ratelimiter", "rate limiter", None, limiter, state))
     cache, hit_ratio = _cache(answers)
     edges.append(_edge("ratelimiter", "cache", cache))
@@ -135,6 +110,30 @@ def build_topology(
     )
 
 
+def _replicas(
+    answers: FigureGroups, state: _State, nodes: list[TopologyNode], edges: list[TopologyEdge]
+) -> tuple[float, _Figures]:
+    """Each replica's node and its edges from the generator and to the limiter; the requests
+    they answered together, and the limiter's figures (the sum of its callers')."""
+    answered = limiter_calls = limiter_failed = 0.0
+    for instance in _instances(answers):
+        requests = _group(answers, "service.requests", (instance,))
+        errors = _group(answers, "service.errors", (instance,))
+        replica = _Figures(
+            requests, _share(errors, requests), _p99(answers, "service.p99_ms", (instance,))
+        )
+        answered += requests
+        node_id = f"simulator@{instance}" if instance else "simulator"
+        title = f"simulator {instance}" if instance else "simulator"
+        nodes.append(_node(node_id, "service", title, instance or None, replica, state))
+        edges.append(_edge("generator", node_id, replica))
+        calls, failed = _limiter(answers, instance)
+        limiter_calls += calls
+        limiter_failed += failed
+        edges.append(_edge(node_id, "ratelimiter", _Figures(calls, _share(failed, calls))))
+    return answered, _Figures(limiter_calls, _share(limiter_failed, limiter_calls))
+
+
 def _instances(answers: FigureGroups) -> list[str]:
     """Every replica seen: that answered requests in the window, or reports its state."""
     seen = {key[0] for key in answers.get("service.requests", {})}
@@ -142,14 +141,13 @@ def _instances(answers: FigureGroups) -> list[str]:
     return sorted(seen) if seen else [""]
 
 
-def _limiter(answers: FigureGroups, instance: str) -> _Figures:
-    """A replica's calls to the limiter: decisions, and calls its backend failed (admitted,
-    fail open); refused and failed ones are the errors."""
+def _limiter(answers: FigureGroups, instance: str) -> tuple[float, float]:
+    """A replica's calls to the limiter (decisions, and calls its backend failed: admitted,
+    fail open) and the failed ones (refused or not decided)."""
     allowed = _group(answers, "ratelimit.decisions", (instance, "allowed"))
     limited = _group(answers, "ratelimit.decisions", (instance, "limited"))
     errors = _group(answers, "ratelimit.errors", (instance,))
-    calls = allowed + limited + errors
-    return _Figures(calls, _share(limited + errors, calls))
+    return allowed + limited + errors, limited + errors
 
 
 def _cache(answers: FigureGroups) -> tuple[_Figures, float | None]:
