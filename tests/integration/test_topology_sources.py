@@ -230,6 +230,8 @@ async def test_status_gives_the_process_figures_and_they_move() -> None:
         after = (await lab.http.get("/v1/status")).json()
         stored = len(lab.app.state.exporter_shim.store)
         exposition = (await lab.http.get("/metrics")).text
+        await asyncio.sleep(1.1)  # sampled once more after the last request
+        latency = (await lab.http.get("/v1/metrics/latency", params={"window": "60s"})).json()
 
     for status in (before, after):
         assert {key: type(status[key]) for key in STATUS_TYPES} == STATUS_TYPES
@@ -244,6 +246,9 @@ async def test_status_gives_the_process_figures_and_they_move() -> None:
     assert after["memory_usage_mb"] - before["memory_usage_mb"] > 3.0
     assert after["gc_collections"]["0"] > before["gc_collections"]["0"]
     assert after["event_loop_lag"]["samples"] > before["event_loop_lag"]["samples"]
+    assert latency["window_seconds"] == 60
+    assert all(type(latency[stage]["samples"]) is int for stage in ("request", "database"))
+    assert latency["request"]["samples"] >= 3000  # extrapolated to the window, then rounded
     # The same figures are Prometheus metrics.
     for name in (
         "process_resident_memory_bytes",
@@ -252,3 +257,13 @@ async def test_status_gives_the_process_figures_and_they_move() -> None:
         "failure_lab_event_loop_lag_seconds_bucket",
     ):
         assert name in exposition, name
+
+
+@pytest.mark.parametrize(
+    "params", [{"window": "1s"}, {"window": "abc"}, {"window": "2h"}, {"at": "9999999999"}]
+)
+async def test_the_window_takes_metrics_json_grammar_and_bounds(params: dict[str, str]) -> None:
+    async with running_lab() as lab:
+        for path in ("/v1/topology", "/metrics/json"):
+            answer = await lab.http.get(path, params=params)
+            assert answer.status_code == 422, (path, answer.text)
