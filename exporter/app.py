@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from exporter import routes
+from exporter import routes, topology_routes
 from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
 from exporter.forward import Forwarder, document_streams, forwarding_router
@@ -26,6 +26,7 @@ from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
 from failure_lab.home import install_home
 from failure_lab.http_errors import install_error_handlers
+from failure_lab.loop_lag import LoopLag
 from failure_lab.methods import HeadAsGet
 from failure_lab.openapi import install_openapi
 from failure_lab.settings import Settings
@@ -52,6 +53,7 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
     metrics = ExporterMetrics(registry)
+    loop_lag = LoopLag(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,11 +72,12 @@ def create_exporter_app(settings: Settings) -> FastAPI:
             ),
             exporter_metrics=metrics,
             checks={forwarder.name: forwarder.check},
+            loop_lag=loop_lag,
         )
         app.state.exporter = runtime
         app.state.forwarder = forwarder
         try:
-            async with LiveFeed(runtime, metrics).running() as feed:
+            async with loop_lag.running(), LiveFeed(runtime, metrics).running() as feed:
                 app.state.feed = feed
                 yield
         finally:
@@ -94,6 +97,7 @@ def create_exporter_app(settings: Settings) -> FastAPI:
     install_openapi(app, settings, document_streams)
     install_home(app, settings, "exporter")
     app.include_router(routes.router)
+    app.include_router(topology_routes.router)
     app.include_router(feed_router)
     app.include_router(forwarding_router())
     app.include_router(metrics_router(registry))

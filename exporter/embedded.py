@@ -21,6 +21,7 @@ from exporter.sampling import SampleRing
 from exporter.sources.embedded_metrics import EmbeddedMetricsSource
 from exporter.sources.embedded_traces import EmbeddedTraceSource
 from exporter.spanstore import SpanStore
+from failure_lab.loop_lag import LoopLag
 from failure_lab.settings import Settings
 
 
@@ -28,7 +29,11 @@ class EmbeddedShim:
     """Built with the app (no I/O); ``running()`` samples for as long as the app lives."""
 
     def __init__(
-        self, settings: Settings, registry: CollectorRegistry, tracer_provider: TracerProvider
+        self,
+        settings: Settings,
+        registry: CollectorRegistry,
+        tracer_provider: TracerProvider,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         self.metrics = ExporterMetrics(registry)
         self.store = SpanStore(settings.trace_store_max_traces, self.metrics.trace_evictions)
@@ -42,6 +47,7 @@ class EmbeddedShim:
             metrics=EmbeddedMetricsSource(self.ring, interval=interval),
             traces=EmbeddedTraceSource(self.store),
             exporter_metrics=self.metrics,
+            loop_lag=loop_lag,
         )
         self._interval = interval
 

@@ -11,6 +11,8 @@ Every message is a JSON text frame ``{"type": ..., "data": ...}``:
 - ``metrics``: the contract's ``MetricsData`` over ``metrics_window_seconds``, once a tick;
 - ``request_update``: a ``RequestSummary`` for each request finished since the last tick;
 - ``trace_update``: a ``TraceUpdate`` for each trace completed since the last tick;
+- ``topology``: the graph of ``GET /v1/topology`` when it changed, asked at most every
+  ``ws_topology_interval_seconds`` (:mod:`exporter.feed_topology`);
 - ``status``: a backend stopped answering (``healthy: false`` and the error) or answers
   again (``healthy: true``); a client that connects while a backend is down gets its
   ``healthy: false`` at once;
@@ -64,6 +66,7 @@ from exporter.feed_messages import (
     trace_update,
     translated,
 )
+from exporter.feed_topology import TopologyTicker
 from exporter.metrics import ExporterMetrics
 from exporter.runtime import ExporterRuntime
 from exporter.translate import metrics_data, summarize
@@ -164,6 +167,8 @@ class LiveFeed:
         self._empty.set()
         self._poller: asyncio.Task[None] | None = None
         self._closing = False
+        topology_interval = settings.ws_topology_interval_seconds
+        self._topology = TopologyTicker(runtime, topology_interval, self._window)
 
     # Life cycle
 
@@ -228,6 +233,8 @@ class LiveFeed:
         now = asyncio.get_running_loop().time()
         for role in self._down:
             client.offer((self._status_message(role),), now)
+        if self._topology.latest is not None:
+            client.offer((self._topology.latest,), now)
         self._wakeup.set()
 
     def _remove(self, client: _Client) -> None:
@@ -294,6 +301,7 @@ class LiveFeed:
         while True:
             if not self._clients:
                 self._cursor = None
+                self._topology.reset()
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 due = loop.time()
@@ -307,13 +315,16 @@ class LiveFeed:
     async def _tick(self) -> None:
         runtime = self._runtime
         statuses: list[str] = []
-        updates, red = await asyncio.gather(
+        updates, red, topology = await asyncio.gather(
             self._ask("traces", runtime.traces.updates(self._cursor), statuses),
             self._ask("metrics", runtime.red(self._window), statuses),
+            self._topology.poll(),
         )
         batch: list[tuple[str, str]] = [("status", text) for text in statuses]
         if red is not None:
             batch.append(("metrics", envelope("metrics", metrics_data(red, _now_ms()))))
+        if topology is not None:
+            batch.append(("topology", topology))
         if updates is not None:
             self._cursor = updates.cursor
             batch.extend(translated("request_update", summarize, updates.requests))

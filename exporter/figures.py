@@ -9,6 +9,11 @@ same rules for "no data" (:func:`red_figures`, :func:`latency_summaries`).
 The ring matches labels by equality itself; other matchers (``=~`` for the error statuses) are
 handed to it as a test of each series' labels, so the matching series are added in one sum as
 in PromQL. Regexes are anchored at both ends, as in PromQL.
+
+A sum or a quantile may keep labels (``by``, e.g. ``instance`` for one answer per replica), and
+a gauge may be read as it stood at the window's end (:class:`Latest`); such a figure answers one
+value per group (:func:`evaluate_groups`), keyed by the kept labels' values in order ("" for a
+label a series lacks), as Prometheus's series carry them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Final, Literal
 
 from exporter.promql import divide, to_millis
 from exporter.sampling import SampleRing, Where, scalar
-from exporter.sources.base import LatencySummary, RedFigures
+from exporter.sources.base import Groups, LatencySummary, RedFigures
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
 Values = Mapping[str, float | None]
@@ -69,10 +74,12 @@ class Selector:
 
 @dataclass(frozen=True, slots=True)
 class SumOf:
-    """``sum(function(selector[W]))``: ``rate`` per second or ``increase`` over the window."""
+    """``sum by (by) (function(selector[W]))``: ``rate`` per second or ``increase`` over the
+    window; without ``by``, one sum of everything."""
 
     function: Literal["rate", "increase"]
     selector: Selector
+    by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +93,26 @@ class Quantile:
     q: float
     histogram: str
     matchers: tuple[Matcher, ...] = ()
+    by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if any(matcher.op != "=" for matcher in self.matchers):
             raise ValueError("a quantile takes equality matchers only")
+        if "le" in self.by:
+            raise ValueError("a quantile groups by le itself")
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    """``sum by (by) (selector)``: gauges as they stood at the window's end (the newest
+    sample within Prometheus's five-minute lookback); equality matchers only."""
+
+    selector: Selector
+    by: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(matcher.op != "=" for matcher in self.selector.matchers):
+            raise ValueError("a gauge is read with equality matchers only")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +131,18 @@ class Scaled:
     expr: Expr
 
 
-Expr = SumOf | Quantile | Ratio | Scaled
+Expr = SumOf | Quantile | Latest | Ratio | Scaled
+
+
+def grouping(expr: Expr) -> tuple[str, ...]:
+    """The labels an expression's answer keeps, in order (a ratio's are its numerator's)."""
+    match expr:
+        case SumOf(by=by) | Quantile(by=by) | Latest(by=by):
+            return by
+        case Ratio(numerator, _):
+            return grouping(numerator)
+        case Scaled(_, inner):
+            return grouping(inner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,11 +235,14 @@ def render(expr: Expr, window_seconds: float) -> str:
 
 def _render(expr: Expr, duration: str, *, nested: bool) -> str:
     match expr:
-        case SumOf(function, selector):
-            return f"sum({function}({_selector(selector)}[{duration}]))"
-        case Quantile(q, histogram, matchers):
+        case SumOf(function, selector, by):
+            return f"{_sum(by)}({function}({_selector(selector)}[{duration}]))"
+        case Quantile(q, histogram, matchers, by):
             buckets = _selector(Selector(f"{histogram}_bucket", matchers))
-            return f"histogram_quantile({q!r}, sum by (le) (rate({buckets}[{duration}])))"
+            grouping = ", ".join(("le", *by))
+            return f"histogram_quantile({q!r}, sum by ({grouping}) (rate({buckets}[{duration}])))"
+        case Latest(selector, by):
+            return f"{_sum(by)}({_selector(selector)})"
         case Ratio(numerator, denominator):
             text = (
                 f"{_render(numerator, duration, nested=True)} / "
@@ -214,6 +251,10 @@ def _render(expr: Expr, duration: str, *, nested: bool) -> str:
         case Scaled(factor, inner):
             text = f"{_number(factor)} * {_render(inner, duration, nested=True)}"
     return f"({text})" if nested else text
+
+
+def _sum(by: tuple[str, ...]) -> str:
+    return f"sum by ({', '.join(by)}) " if by else "sum"
 
 
 def _selector(selector: Selector) -> str:
@@ -236,6 +277,13 @@ def evaluate(
     expr: Expr, ring: SampleRing, window_seconds: float, at: float | None = None
 ) -> float | None:
     """``expr`` on ``ring`` at ``at`` (default: its newest snapshot); None for no series."""
+    return scalar(evaluate_groups(expr, ring, window_seconds, at))
+
+
+def evaluate_groups(
+    expr: Expr, ring: SampleRing, window_seconds: float, at: float | None = None
+) -> Groups:
+    """``expr`` on ``ring`` at ``at``, one value per group of its ``by`` labels."""
     window = window_millis(window_seconds) / 1000
     return _evaluate(expr, ring, window, at)
 
@@ -247,35 +295,39 @@ def evaluate_all(
     return {figure.key: evaluate(figure.expr, ring, window_seconds, at) for figure in figures}
 
 
-def _evaluate(expr: Expr, ring: SampleRing, window: float, at: float | None) -> float | None:
+def _evaluate(expr: Expr, ring: SampleRing, window: float, at: float | None) -> Groups:
     match expr:
-        case SumOf(function, selector):
-            return _sum_of(function, selector, ring, window, at)
-        case Quantile(q, histogram, matchers):
+        case SumOf(function, selector, by):
+            return _sum_of(function, selector, by, ring, window, at)
+        case Quantile(q, histogram, matchers, by):
             equal = {m.label: m.value for m in matchers}
-            return scalar(ring.histogram_quantile(q, histogram, window, equal, at=at))
+            return ring.histogram_quantile(q, histogram, window, equal, by, at=at)
+        case Latest(selector, by):
+            equal = {m.label: m.value for m in selector.matchers}
+            return ring.latest(selector.metric, equal, by, at=at)
         case Ratio(numerator, denominator):
+            # One-to-one matching on the groups, as PromQL's ``/`` between vectors.
             top = _evaluate(numerator, ring, window, at)
             bottom = _evaluate(denominator, ring, window, at)
-            return None if top is None or bottom is None else divide(top, bottom)
+            return {key: divide(value, bottom[key]) for key, value in top.items() if key in bottom}
         case Scaled(factor, inner):
-            value = _evaluate(inner, ring, window, at)
-            return None if value is None else factor * value
+            scaled = _evaluate(inner, ring, window, at)
+            return {key: factor * value for key, value in scaled.items()}
 
 
 def _sum_of(
     function: Literal["rate", "increase"],
     selector: Selector,
+    by: tuple[str, ...],
     ring: SampleRing,
     window: float,
     at: float | None,
-) -> float | None:
+) -> Groups:
     equal = {m.label: m.value for m in selector.matchers if m.op == "="}
     others = tuple(m for m in selector.matchers if m.op != "=")
     query = ring.rate if function == "rate" else ring.increase
     # One sum over every selected series, as PromQL adds them (not a sum of partial sums).
-    result = query(selector.metric, window, equal, at=at, where=_matching(others))
-    return scalar(result)
+    return query(selector.metric, window, equal, by, at=at, where=_matching(others))
 
 
 def _matching(matchers: tuple[Matcher, ...]) -> Where | None:

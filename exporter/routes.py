@@ -15,9 +15,10 @@ from collections.abc import Awaitable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from exporter.errors import SourceError, TraceNotFound
+from exporter.process_status import ProcessFigures, process_figures
 from exporter.runtime import ExporterRuntime
 from exporter.sources.base import LatencySummary
 from exporter.spans import REQUEST_ID, parse_request_id
@@ -36,12 +37,16 @@ class StageLatency(BaseModel):
     p50: float | None
     p95: float | None
     p99: float | None
-    samples: float
+    samples: int = Field(
+        description="Observations in the window: increase() of the histogram's count, rounded"
+    )
 
 
 class LatencyReport(BaseModel):
-    timestamp: str
-    window_seconds: float
+    timestamp: str = Field(description="The window's end.")
+    window_seconds: float = Field(
+        description="The window asked (?window=), default FAILURE_LAB_METRICS_WINDOW_SECONDS"
+    )
     source: str
     request: StageLatency
     database: StageLatency
@@ -57,7 +62,7 @@ class BackendStatus(BaseModel):
     last_error: str | None
 
 
-class Status(BaseModel):
+class Status(ProcessFigures):
     uptime_seconds: float
     started_at: str
     websocket_clients: int
@@ -165,7 +170,7 @@ def _stage(summary: LatencySummary | None) -> StageLatency:
         p50=summary.p50,
         p95=summary.p95,
         p99=summary.p99,
-        samples=summary.samples,
+        samples=round(summary.samples),
     )
 
 
@@ -238,6 +243,7 @@ async def status(runtime: RuntimeDep) -> Status:
     for name in roles:
         runtime.monitor.state(name)
     return Status(
+        **process_figures(runtime.loop_lag).model_dump(),
         uptime_seconds=round(time.time() - runtime.started_at, 3),
         started_at=iso(int(runtime.started_at * 1e9)),
         websocket_clients=runtime.websocket_clients(),

@@ -15,8 +15,15 @@ from collections.abc import Awaitable, Callable
 from exporter.coalesce import Coalescer
 from exporter.metrics import ExporterMetrics
 from exporter.monitor import BackendMonitor
-from exporter.sources.base import LatencySummary, MetricsSource, RedFigures, TraceSource
+from exporter.sources.base import (
+    FigureGroups,
+    LatencySummary,
+    MetricsSource,
+    RedFigures,
+    TraceSource,
+)
 from exporter.sources.monitored import MonitoredMetrics, MonitoredTraces
+from failure_lab.loop_lag import LoopLag
 from failure_lab.settings import Settings
 
 HealthCheck = Callable[[], Awaitable[None]]
@@ -30,9 +37,11 @@ class ExporterRuntime:
         traces: TraceSource,
         exporter_metrics: ExporterMetrics,
         checks: dict[str, HealthCheck] | None = None,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         """``checks``: further dependencies' probes (the simulator, in stack mode), by name;
-        each raises ``SourceError`` when its dependency fails."""
+        each raises ``SourceError`` when its dependency fails. ``loop_lag``: the process's
+        event-loop lag sampler, for ``/v1/status``."""
         self.settings = settings
         self.monitor = BackendMonitor(exporter_metrics)
         self.metrics = MonitoredMetrics(metrics, self.monitor)
@@ -40,6 +49,7 @@ class ExporterRuntime:
         self.checks = {name: self._watched(name, check) for name, check in (checks or {}).items()}
         self.started_at = time.time()
         self.websocket_clients: Callable[[], int] = lambda: 0
+        self.loop_lag = loop_lag
         self._shared = Coalescer(settings.metrics_cache_seconds)
 
     def _watched(self, name: str, check: HealthCheck) -> HealthCheck:
@@ -61,6 +71,13 @@ class ExporterRuntime:
     ) -> dict[str, LatencySummary]:
         return await self._shared.get(
             ("latency", window_seconds, at), lambda: self.metrics.latency(window_seconds, at)
+        )
+
+    async def topology(self, window_seconds: float, at: float | None = None) -> FigureGroups:
+        """The topology's figures over a window ending at ``at`` (default now), shared like
+        the others."""
+        return await self._shared.get(
+            ("topology", window_seconds, at), lambda: self.metrics.topology(window_seconds, at)
         )
 
     async def aclose(self) -> None:

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     )
     trace_store_max_traces: int = Field(default=10_000, ge=1)
     ws_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    ws_topology_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often the live feed asks for the topology."
+    )
     ws_client_queue_size: int = Field(default=256, ge=1)
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0)
     ws_max_clients: int = Field(default=1000, ge=1)

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import Scope
 
 from exporter import routes as exporter_routes
+from exporter import topology_routes
 from exporter.embedded import EmbeddedShim
 from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
@@ -31,6 +32,7 @@ from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
 from failure_lab.home import install_home
 from failure_lab.http_errors import install_error_handlers
+from failure_lab.loop_lag import LoopLag
 from failure_lab.methods import HeadAsGet
 from failure_lab.openapi import install_openapi
 from failure_lab.settings import Settings
@@ -62,8 +64,9 @@ def create_app(
     generator_metrics = GeneratorMetrics(registry)
     tracer_provider = build_tracer_provider(settings)
     target = base_url or f"http://{_client_host(settings.host)}:{settings.port}"
+    loop_lag = LoopLag(registry)
 
-    shim = EmbeddedShim(settings, registry, tracer_provider) if embedded_shim else None
+    shim = EmbeddedShim(settings, registry, tracer_provider, loop_lag) if embedded_shim else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +74,7 @@ def create_app(
         app.state.runtime = runtime
         try:
             async with AsyncExitStack() as stack:
+                await stack.enter_async_context(loop_lag.running())
                 if shim is not None:
                     app.state.exporter = await stack.enter_async_context(shim.running())
                     feed = LiveFeed(app.state.exporter, shim.metrics)
@@ -113,6 +117,7 @@ def _include_routes(app: FastAPI, registry: CollectorRegistry, *, embedded_shim:
     app.include_router(disruptions.router)
     if embedded_shim:
         app.include_router(exporter_routes.router)
+        app.include_router(topology_routes.router)
         app.include_router(feed_router)
     app.include_router(metrics_router(registry))
 

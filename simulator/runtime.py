@@ -162,6 +162,7 @@ def _backends(
         metrics.config_changes.inc()
         metrics.config_last_change.set_to_current_time()
 
+    metrics.show_backends("redis" if settings.redis_url else "memory")
     # A fresh process applies the default config, lowered to whatever bounds its settings set.
     defaults = within_bounds(FailureConfig.defaults(), settings)
     if not settings.redis_url:

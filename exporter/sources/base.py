@@ -7,6 +7,12 @@ from typing import Protocol
 
 from exporter.spans import SpanRecord
 
+Groups = dict[tuple[str, ...], float]
+"""One figure's answer by group: keyed by the values of the labels it keeps, in order ("" for a
+label a series lacks; ``()`` for a figure that keeps none)."""
+FigureGroups = dict[str, Groups]
+"""Answers to several figures, keyed by figure."""
+
 
 @dataclass(frozen=True, slots=True)
 class RedFigures:
@@ -44,6 +50,12 @@ class MetricsSource(Protocol):
     ) -> dict[str, LatencySummary]:
         """Summaries for the stages ``request``, ``database`` and ``cache``, over the window
         ending at unix time ``at`` (default now)."""
+        ...
+
+    async def topology(self, window_seconds: float, at: float | None = None) -> FigureGroups:
+        """The answers to :data:`exporter.topology_figures.TOPOLOGY` over the window ending at
+        unix time ``at`` (default now), each by its groups; a figure that selects no series
+        answers no group. Raises ``SourceError``."""
         ...
 
     async def check(self) -> None:

@@ -14,9 +14,17 @@ from collections.abc import Callable
 from typing import Final
 
 from exporter.errors import SourceUnavailable
-from exporter.figures import LATENCY, RED, evaluate_all, latency_summaries, red_figures
+from exporter.figures import (
+    LATENCY,
+    RED,
+    evaluate_all,
+    evaluate_groups,
+    latency_summaries,
+    red_figures,
+)
 from exporter.sampling import SampleRing
-from exporter.sources.base import LatencySummary, RedFigures
+from exporter.sources.base import FigureGroups, LatencySummary, RedFigures
+from exporter.topology_figures import TOPOLOGY
 
 STALE_AFTER_INTERVALS: Final = 3
 
@@ -50,6 +58,14 @@ class EmbeddedMetricsSource:
         now = self._fresh_now()
         when = now if at is None else min(at, now)
         return latency_summaries(evaluate_all(LATENCY, self._ring, window_seconds, when))
+
+    async def topology(self, window_seconds: float, at: float | None = None) -> FigureGroups:
+        now = self._fresh_now()
+        when = now if at is None else min(at, now)
+        return {
+            figure.key: evaluate_groups(figure.expr, self._ring, window_seconds, when)
+            for figure in TOPOLOGY
+        }
 
     async def check(self) -> None:
         self._fresh_now()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from exporter.monitor import BackendMonitor
 from exporter.sources.base import (
+    FigureGroups,
     LatencySummary,
     MetricsSource,
     RedFigures,
@@ -33,6 +34,10 @@ class MonitoredMetrics:
     ) -> dict[str, LatencySummary]:
         async with self._monitor.watch(self.name):
             return await self._source.latency(window_seconds, at)
+
+    async def topology(self, window_seconds: float, at: float | None = None) -> FigureGroups:
+        async with self._monitor.watch(self.name):
+            return await self._source.topology(window_seconds, at)
 
     async def check(self) -> None:
         async with self._monitor.watch(self.name):

@@ -25,11 +25,13 @@ from exporter.figures import (
     RED,
     Figure,
     Values,
+    grouping,
     latency_summaries,
     red_figures,
     render,
 )
-from exporter.sources.base import LatencySummary, RedFigures
+from exporter.sources.base import FigureGroups, Groups, LatencySummary, RedFigures
+from exporter.topology_figures import TOPOLOGY
 
 BACKEND: Final = "prometheus"
 _SHOWN_BODY: Final = 200
@@ -68,6 +70,20 @@ class PrometheusSource:
         async with self._call():
             return latency_summaries(await self._figures(LATENCY, window_seconds, at))
 
+    async def topology(self, window_seconds: float, at: float | None = None) -> FigureGroups:
+        async with self._call():
+            at = time.time() if at is None else at
+            answers = await asyncio.gather(
+                *(self._groups(figure, window_seconds, at) for figure in TOPOLOGY),
+                return_exceptions=True,
+            )
+            groups: FigureGroups = {}
+            for figure, answer in zip(TOPOLOGY, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    raise answer
+                groups[figure.key] = answer
+            return groups
+
     async def check(self) -> None:
         async with self._call():
             await self._get("/api/v1/status/buildinfo", {})
@@ -103,6 +119,13 @@ class PrometheusSource:
         data = await self._get("/api/v1/query", params)
         return _single_value(data, promql)
 
+    async def _groups(self, figure: Figure, window_seconds: float, at: float) -> Groups:
+        """One figure's answer by the labels it keeps, from an instant query at ``at``."""
+        promql = render(figure.expr, window_seconds)
+        params = {"query": promql, "time": f"{at:.3f}", "timeout": f"{self._timeout:g}"}
+        data = await self._get("/api/v1/query", params)
+        return _by_group(data, promql, grouping(figure.expr))
+
     async def _get(self, path: str, params: dict[str, str]) -> Any:
         """The ``data`` of a successful answer from ``path``."""
         url = self._base + path
@@ -126,6 +149,21 @@ class PrometheusSource:
                 f"{response.text[:_SHOWN_BODY]!r}",
             )
         return body.get("data")
+
+
+def _by_group(data: Any, promql: str, labels: Sequence[str]) -> Groups:
+    """The series of an instant vector, keyed by the values of ``labels`` ("" when absent)."""
+    if not isinstance(data, dict) or data.get("resultType") != "vector":
+        raise SourceUnavailable(BACKEND, f"expected a vector from {promql!r}, got {data!r:.100}")
+    groups: Groups = {}
+    for series in data.get("result") or []:
+        try:
+            metric = series["metric"]
+            key = tuple(str(metric.get(label, "")) for label in labels)
+            groups[key] = float(series["value"][1])
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+            raise SourceUnavailable(BACKEND, f"malformed series {series!r:.100}") from None
+    return groups
 
 
 def _single_value(data: Any, promql: str) -> float | None:

@@ -40,6 +40,7 @@ from failure_lab.control import (
     ScenarioJobRequest,
 )
 from failure_lab.durations import MIN_WINDOW_SECONDS
+from failure_lab.topology import Topology
 from simulator.scenario.client import (
     ContractClient,
     RunFailed,
@@ -52,6 +53,7 @@ from simulator.scenario.conclude import conclusion, generator_warnings
 from simulator.scenario.conditions import ServerConstants
 from simulator.scenario.expectations import expectations_for
 from simulator.scenario.measure import bind, fetch_traces
+from simulator.scenario.phase_topology import show_phase_topology
 from simulator.scenario.plan import phase_plan
 from simulator.scenario.report import (
     DisruptionRecord,
@@ -94,6 +96,8 @@ class Observer(Protocol):
     ) -> None: ...
 
     def note(self, text: str) -> None: ...
+
+    def topology(self, phase: str, topology: Topology) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -356,6 +360,9 @@ class ScenarioRunner:
             refused, total = delta.refused()
             report.cache_hit_ratio = hits / lookups if lookups else None
             report.rate_limited_fraction = refused / total if total else None
+        await show_phase_topology(
+            self._client.http, self._observer, report
+        )  # the graph, once a phase
         return report
 
     async def _service(self, start: datetime, end: datetime) -> ServiceFigures:

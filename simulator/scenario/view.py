@@ -27,9 +27,13 @@ from rich.table import Table
 from rich.text import Text
 
 from failure_lab.control import Job, JobSummary
+from failure_lab.topology import Topology
 from simulator.scenario.conclude import LATE_SHARE, ms, pct, times
 from simulator.scenario.sampler import Live
 from simulator.scenario.spec import Phase, Scenario
+from simulator.scenario.topology_view import topology_lines
+
+LINE_STYLES = {"✖": "red", "▲": "yellow"}
 
 PLAIN_EVERY_S = 5.0
 WIDE = 100
@@ -137,6 +141,13 @@ class LiveView:
     def note(self, text: str) -> None:
         self._console.print(f"[yellow]disruption[/] {text}", highlight=False)
 
+    def topology(self, phase: str, topology: Topology) -> None:
+        console = self._console
+        seconds = topology.window_seconds
+        console.print(f"[bold]{phase}[/]: where failures enter, over {seconds:.0f} s")
+        for line in topology_lines(topology, console.width):
+            console.print(line, markup=False, highlight=False, style=LINE_STYLES.get(line[:1]))
+
 
 class PlainView:
     """An ``Observer`` for a narrow terminal or a pipe: plain lines, a few per phase."""
@@ -190,6 +201,11 @@ class PlainView:
     def note(self, text: str) -> None:
         self._say(f"  disruption {text}")
 
+    def topology(self, phase: str, topology: Topology) -> None:
+        self._say(f"  {phase}: where failures enter, over {topology.window_seconds:.0f} s")
+        for line in topology_lines(topology, self._console.width):
+            self._say(f"  {line}")
+
 
 class JsonView:
     """An ``Observer`` writing one JSON object per line (``--output json``)."""
@@ -228,3 +244,6 @@ class JsonView:
 
     def note(self, text: str) -> None:
         self.emit("disruption", text=text)
+
+    def topology(self, phase: str, topology: Topology) -> None:
+        self.emit("topology", phase=phase, topology=topology.model_dump(mode="json"))

@@ -23,6 +23,7 @@ from simulator.telemetry.buckets import CACHE_BUCKETS, LATENCY_BUCKETS
 
 DISRUPTION_TYPES: tuple[str, ...] = get_args(DisruptionType)
 BREAKER_STATES = ("closed", "open", "half_open")
+BACKEND_COMPONENTS = ("ratelimit", "cache", "failure_config")
 
 
 class ServiceMetrics:
@@ -168,6 +169,12 @@ class ServiceMetrics:
             ["type"],
             registry=registry,
         )
+        self.backend_info = Gauge(
+            "failure_lab_backend_info",
+            "Where each shared component lives: 1 for its backend (redis or memory).",
+            ["component", "backend"],
+            registry=registry,
+        )
         for state in BREAKER_STATES:
             self.breaker_state.labels(state).set(1.0 if state == "closed" else 0.0)
         for kind in DISRUPTION_TYPES:
@@ -210,6 +217,11 @@ class ServiceMetrics:
         """Read each type's latest planned end at scrape time, like the active count."""
         for kind in DISRUPTION_TYPES:
             self.disruption_planned_end.labels(kind).set_function(partial(planned_end, kind))
+
+    def show_backends(self, backend: str) -> None:
+        """The rate limiter, cache and failure config all live in ``backend``."""
+        for component in BACKEND_COMPONENTS:
+            self.backend_info.labels(component, backend).set(1.0)
 
     def show_config(self, config: FailureConfig) -> None:
         for field, value in config.model_dump().items():

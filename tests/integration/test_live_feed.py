@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from exporter.errors import SourceUnavailable
 from exporter.feed import CLOSE_TIMEOUT_SECONDS
-from exporter.sources.base import LatencySummary, MetricsSource, RedFigures
+from exporter.sources.base import FigureGroups, LatencySummary, MetricsSource, RedFigures
 from tests.support.configs import config_with
 from tests.support.feeds import Live, Reader, live_server, reader, until
 
@@ -72,7 +72,8 @@ def feed_tasks() -> list[str]:
 
 
 async def test_fifty_clients_get_each_tick_and_each_request_once_at_constant_query_load() -> None:
-    async with live_server() as live:
+    # The topology is asked once, at the first tick; not again while this test counts.
+    async with live_server(ws_topology_interval_seconds=3600) as live:
         failing = config_with(failure_injection_enabled=True, failure_rate=0.3)
         assert (await live.http.put("/v1/config/failure", json=failing.model_dump())).is_success
 
@@ -218,6 +219,11 @@ class SwitchableMetrics:
         self, window_seconds: float, at: float | None = None
     ) -> dict[str, LatencySummary]:
         return await self.inner.latency(window_seconds, at)
+
+    async def topology(self, window_seconds: float, at: float | None = None) -> FigureGroups:
+        if self.down:
+            raise SourceUnavailable(self.name, "connection refused")
+        return await self.inner.topology(window_seconds, at)
 
     async def check(self) -> None:
         if self.down:

@@ -25,11 +25,12 @@ T = TypeVar("T")
 
 
 def project_config(
-    targets: Mapping[str, str],
+    targets: Mapping[str, str | Sequence[str]],
     rules: Sequence[Path],
     interval: str = "1s",
 ) -> dict[str, Any]:
-    """The committed config with job ``name``'s targets replaced by ``targets[name]``."""
+    """The committed config with job ``name``'s targets replaced by ``targets[name]`` (one
+    ``host:port``, or several: replicas of the job)."""
     document: dict[str, Any] = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     document["global"].update(
         scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval
@@ -39,7 +40,8 @@ def project_config(
     if jobs != set(targets):
         raise AssertionError(f"the config scrapes {sorted(jobs)}, the test has {sorted(targets)}")
     for job in document["scrape_configs"]:
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+        chosen = targets[job["job_name"]]
+        job["static_configs"] = [{"targets": [chosen] if isinstance(chosen, str) else list(chosen)}]
     return document
 
 
@@ -50,7 +52,7 @@ class ProjectPrometheus(PrometheusProcess):
     def __init__(
         self,
         workdir: Path,
-        targets: Mapping[str, str],
+        targets: Mapping[str, str | Sequence[str]],
         rules: Sequence[Path] | None = None,
     ) -> None:
         chosen = rule_files() if rules is None else rules

@@ -16,6 +16,7 @@ import pytest
 
 from failure_lab.control import FailureConfig, Job, JobSummary, Percentiles
 from failure_lab.settings import Settings
+from failure_lab.topology import Topology
 from simulator.scenario.client import ContractClient, RunFailed
 from simulator.scenario.conditions import ServerConstants
 from simulator.scenario.loader import parse_scenario
@@ -108,6 +109,8 @@ class Quiet:
     ) -> None: ...
 
     def note(self, text: str) -> None: ...
+
+    def topology(self, phase: str, topology: Topology) -> None: ...
 
 
 async def run_against(job_answer: httpx.Response) -> tuple[str, list[str]]:
