@@ -124,7 +124,7 @@ AtParam = Annotated[
 ]
 
 
-def _evaluated(
+def evaluated(
     runtime: ExporterRuntime, window: str | None, at: float | None
 ) -> tuple[float, float | None]:
     """The window in seconds, and when it ends (None: now), as ``window`` and ``at`` ask."""
@@ -157,7 +157,7 @@ def _at(runtime: ExporterRuntime, at: float | None, window_seconds: float) -> fl
 async def metrics_json(
     runtime: RuntimeDep, window: WindowParam = None, at: AtParam = None
 ) -> MetricsData:
-    seconds, when = _evaluated(runtime, window, at)
+    seconds, when = evaluated(runtime, window, at)
     red = await runtime.red(seconds, when)
     return metrics_data(red, int((time.time() if when is None else when) * 1000))
 
@@ -182,7 +182,7 @@ def _stage(summary: LatencySummary | None) -> StageLatency:
 async def latency(
     runtime: RuntimeDep, window: WindowParam = None, at: AtParam = None
 ) -> LatencyReport:
-    seconds, when = _evaluated(runtime, window, at)
+    seconds, when = evaluated(runtime, window, at)
     stages = await runtime.latency(seconds, when)
     return LatencyReport(
         timestamp=iso(time.time_ns() if when is None else int(when * 1e9)),
