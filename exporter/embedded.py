@@ -31,7 +31,12 @@ class EmbeddedShim:
         self, settings: Settings, registry: CollectorRegistry, tracer_provider: TracerProvider
     ) -> None:
         self.metrics = ExporterMetrics(registry)
-        self.store = SpanStore(settings.trace_store_max_traces, self.metrics.trace_evictions)
+        self.store = SpanStore(
+            settings.trace_store_max_traces,
+            self.metrics.trace_evictions,
+            max_spans_per_trace=settings.trace_store_max_spans_per_trace,
+            refused=self.metrics.trace_store_spans_refused,
+        )
         self.metrics.trace_store_traces.set_function(lambda: len(self.store))
         tracer_provider.add_span_processor(self.store)
         interval = settings.metrics_sample_interval_seconds

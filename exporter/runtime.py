@@ -40,7 +40,9 @@ class ExporterRuntime:
         self.checks = {name: self._watched(name, check) for name, check in (checks or {}).items()}
         self.started_at = time.time()
         self.websocket_clients: Callable[[], int] = lambda: 0
-        self._shared = Coalescer(settings.metrics_cache_seconds)
+        self._shared = Coalescer(
+            settings.metrics_cache_seconds, max_entries=settings.metrics_cache_max_entries
+        )
 
     def _watched(self, name: str, check: HealthCheck) -> HealthCheck:
         async def watched() -> None:

@@ -61,10 +61,29 @@ class Settings(BaseSettings):
     retry_base_ms: float = Field(default=20.0, gt=0)
     retry_cap_ms: float = Field(default=1000.0, gt=0)
 
-    # In-process cache bound (the Redis cache is bounded by Redis itself).
+    # In-process bounds: every store that grows with requests or clients has one (the Redis
+    # cache and limits are bounded by Redis itself, their keys expiring).
     memory_cache_max_entries: int = Field(default=10_000, ge=1)
+    memory_ratelimit_max_keys: int = Field(
+        default=10_000,
+        ge=1,
+        description="Limits the in-process rate limiter keeps (one per algorithm and rate "
+        "clients ask for); the least recently used is forgotten first.",
+    )
     # Users in the simulated table; reads pick ids in 1..users so caches warm up.
     simulated_users: int = Field(default=100, ge=1)
+    max_created_users: int = Field(
+        default=10_000,
+        ge=1,
+        description="Users made by POST kept besides the initial ones; the oldest created "
+        "is forgotten first (POST keeps answering 201).",
+    )
+    run_samples_max: int = Field(
+        default=100_000,
+        ge=1,
+        description="Latency samples one generator run keeps for its percentiles: all of "
+        "them up to this many, a uniform sample of this many beyond.",
+    )
 
     # Circuit breaker around the database (also switchable at run time).
     circuit_breaker_enabled: bool = False
@@ -101,7 +120,13 @@ class Settings(BaseSettings):
     metrics_cache_seconds: float = Field(
         default=0.5, ge=0, description="How long one answer of a metrics backend is shared."
     )
+    metrics_cache_max_entries: int = Field(
+        default=256, ge=1, description="Shared metric answers kept at most (one per window)."
+    )
     trace_store_max_traces: int = Field(default=10_000, ge=1)
+    trace_store_max_spans_per_trace: int = Field(
+        default=1000, ge=1, description="Spans the embedded trace store keeps of one trace."
+    )
     ws_poll_interval_seconds: float = Field(default=1.0, gt=0)
     ws_client_queue_size: int = Field(default=256, ge=1)
     ws_heartbeat_seconds: float = Field(default=15.0, gt=0)

@@ -68,7 +68,8 @@ class Runtime:
     ) -> Runtime:
         rng = random.Random()
         if settings.telemetry_enabled and otlp_configured():
-            tracer_provider.add_span_processor(otlp_processor(settings, metrics.spans_dropped))
+            dropped = metrics.spans_dropped.labels("queue_full")
+            tracer_provider.add_span_processor(otlp_processor(settings, dropped))
             metrics.spans_queue_capacity.set(settings.span_queue_size)
         backends = _backends(settings, metrics, tracer_provider)
         metrics.show_config(await backends.store.current())
@@ -81,7 +82,7 @@ class Runtime:
             limiter=backends.limiter,
             cache=backends.cache,
             config_store=backends.store,
-            database=SimulatedDatabase(settings.simulated_users, rng),
+            database=_database(settings, metrics, rng),
             backoff=Backoff(settings.retry_base_ms / 1000, settings.retry_cap_ms / 1000, rng),
             metrics=metrics,
             tracer=tracer_provider.get_tracer("failure_lab.simulator"),
@@ -142,8 +143,12 @@ def _backends(
         metrics.config_last_change.set_to_current_time()
 
     if not settings.redis_url:
+        limiter = MemoryRateLimiter(
+            max_keys=settings.memory_ratelimit_max_keys, on_evict=metrics.ratelimit_evictions.inc
+        )
+        metrics.ratelimit_limits.set_function(lambda: len(limiter))
         return _Backends(
-            MemoryRateLimiter(),
+            limiter,
             MemoryCache(settings.memory_cache_max_entries),
             MemoryConfigStore(on_change=on_config),
         )
@@ -159,6 +164,17 @@ def _backends(
         RedisConfigStore(client, on_change=on_config),
         client,
     )
+
+
+def _database(settings: Settings, metrics: ServiceMetrics, rng: random.Random) -> SimulatedDatabase:
+    database = SimulatedDatabase(
+        settings.simulated_users,
+        rng,
+        max_created=settings.max_created_users,
+        on_evict=metrics.db_created_evictions.inc,
+    )
+    metrics.db_created_users.set_function(lambda: database.created_users)
+    return database
 
 
 def _breaker(settings: Settings, metrics: ServiceMetrics) -> CircuitBreaker:
@@ -194,6 +210,7 @@ async def _generator(
         planner=RequestPlanner(settings.simulated_users, rng),
         max_in_flight=settings.max_in_flight,
         late_threshold_s=settings.late_send_threshold_ms / 1000,
+        max_samples=settings.run_samples_max,
     )
     await engine.start()
     jobs = JobManager(
