@@ -24,6 +24,7 @@ from exporter.sources.jaeger import JaegerSource
 from exporter.sources.prometheus import PrometheusSource
 from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
+from failure_lab.health import Component
 from failure_lab.http_errors import install_error_handlers
 from failure_lab.settings import Settings
 
@@ -61,7 +62,7 @@ def create_exporter_app(settings: Settings) -> FastAPI:
             metrics=PrometheusSource(settings.prometheus_url or "", timeout=timeout),
             traces=JaegerSource(settings.jaeger_url or "", settings.service_name, timeout=timeout),
             exporter_metrics=metrics,
-            checks={forwarder.name: forwarder.check},
+            dependencies=[Component(forwarder.name, "control calls", forwarder.check)],
         )
         app.state.exporter = runtime
         app.state.forwarder = forwarder

@@ -3,6 +3,8 @@
 The sample ring snapshots the process's registry every ``metrics_sample_interval_seconds``
 (like a Prometheus scrape) and the span store is one more span processor on the app's
 tracer provider (like an OTLP export to Jaeger). Same routes, same translator, other sources.
+The process's own dependencies (its Redis) are handed to ``running()`` once they exist, so
+the shim's health includes them without the shim knowing what they are.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
@@ -21,6 +23,7 @@ from exporter.sampling import SampleRing
 from exporter.sources.embedded_metrics import EmbeddedMetricsSource
 from exporter.sources.embedded_traces import EmbeddedTraceSource
 from exporter.spanstore import SpanStore
+from failure_lab.health import Component
 from failure_lab.settings import Settings
 
 
@@ -42,22 +45,28 @@ class EmbeddedShim:
         interval = settings.metrics_sample_interval_seconds
         capacity = math.ceil(settings.max_metrics_window_seconds / interval) + 5
         self.ring = SampleRing(registry, capacity)
-        self.runtime = ExporterRuntime(
-            settings=settings,
-            metrics=EmbeddedMetricsSource(self.ring, interval=interval),
-            traces=EmbeddedTraceSource(self.store),
-            exporter_metrics=self.metrics,
-        )
+        self._settings = settings
         self._interval = interval
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[ExporterRuntime]:
+    async def running(
+        self, dependencies: Sequence[Component] = ()
+    ) -> AsyncIterator[ExporterRuntime]:
+        """The shim's runtime over this process's registry and spans; ``dependencies`` are
+        what else the process needs (its Redis), part of the shim's health."""
+        runtime = ExporterRuntime(
+            settings=self._settings,
+            metrics=EmbeddedMetricsSource(self.ring, interval=self._interval),
+            traces=EmbeddedTraceSource(self.store),
+            exporter_metrics=self.metrics,
+            dependencies=dependencies,
+        )
         self.ring.sample()
         sampler = asyncio.create_task(self.ring.run(self._interval), name="metrics-sampler")
         try:
-            yield self.runtime
+            yield runtime
         finally:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
-            await self.runtime.aclose()
+            await runtime.aclose()

@@ -5,6 +5,9 @@ otherwise); handlers receive the finished objects and never branch on the backen
 Closing order matters: stop generating traffic first, then the client, then flush spans,
 then drop the Redis connection. Disruptions and the circuit breaker are state of this
 process only, so a restart starts with none and a closed breaker.
+
+Its dependencies (Redis, when configured) are named once here for the health probes: the
+stack's simulator serves them itself, the embedded default hands them to its shim.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import redis.asyncio as aioredis
 from opentelemetry.sdk.trace import TracerProvider
 
 from failure_lab.control import CircuitBreakerConfig, FailureConfig
+from failure_lab.health import Component, Dependencies, bounded
 from failure_lab.settings import Settings
 from simulator.backoff import Backoff
 from simulator.breaker import CircuitBreaker, State
@@ -34,7 +38,7 @@ from simulator.pipeline import Pipeline
 from simulator.ratelimit import RateLimiter
 from simulator.ratelimit.memory import MemoryRateLimiter
 from simulator.ratelimit.redis import RedisRateLimiter
-from simulator.redis_client import redis_client
+from simulator.redis_client import redis_client, redis_probe
 from simulator.telemetry.metrics import ServiceMetrics
 from simulator.telemetry.tracing import otlp_configured, otlp_processor
 
@@ -105,6 +109,18 @@ class Runtime:
             backends.redis,
             [backends.limiter, backends.cache],
         )
+
+    def dependencies(self) -> tuple[Component, ...]:
+        """What this process needs to do its work: Redis, when configured (the failure
+        config, shared limits and cache live there)."""
+        if self.redis is None:
+            return ()
+        timeout = self.settings.backend_timeout_seconds
+        probe = bounded("redis", redis_probe(self.redis), timeout)
+        return (Component("redis", "failure config, rate limits, cache", probe),)
+
+    def health(self) -> Dependencies:
+        return Dependencies(self.dependencies(), self.settings.backend_timeout_seconds)
 
     def configure_breaker(self, config: CircuitBreakerConfig) -> None:
         self.breaker.configure(config)
