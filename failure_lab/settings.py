@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Turns Redis on: shared rate limits, cache and failure config."
     )
+    redis_restore_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often a replica checks whether Redis lost the failure config it "
+        "holds (a restart without persistence), to write it back.",
+    )
     service_name: str = Field(default="failure-lab-simulator")
     target_url: str | None = Field(
         default=None,

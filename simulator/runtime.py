@@ -39,6 +39,7 @@ from simulator.ratelimit import RateLimiter
 from simulator.ratelimit.memory import MemoryRateLimiter
 from simulator.ratelimit.redis import RedisRateLimiter
 from simulator.redis_client import redis_client, redis_probe
+from simulator.shared_state import StateKeeper
 from simulator.telemetry.metrics import ServiceMetrics
 from simulator.telemetry.tracing import otlp_configured, otlp_processor
 
@@ -58,7 +59,7 @@ class Runtime:
     breaker: CircuitBreaker
     disruptions: DisruptionRegistry
     redis: aioredis.Redis | None = None
-    closers: list[Cache | RateLimiter] = field(default_factory=list)
+    closers: list[Cache | RateLimiter | StateKeeper] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -107,7 +108,7 @@ class Runtime:
             breaker,
             disruptions,
             backends.redis,
-            [backends.limiter, backends.cache],
+            [*backends.keepers, backends.limiter, backends.cache],
         )
 
     def dependencies(self) -> tuple[Component, ...]:
@@ -148,6 +149,7 @@ class _Backends:
     cache: Cache
     store: FailureConfigStore
     redis: aioredis.Redis | None = None
+    keepers: tuple[StateKeeper, ...] = ()
 
 
 def _backends(
@@ -174,12 +176,14 @@ def _backends(
 
         RedisInstrumentor.instrument_client(client, tracer_provider=tracer_provider)
     log.info("redis backends on %s", settings.redis_url)
-    return _Backends(
-        RedisRateLimiter(client),
-        RedisCache(client),
-        RedisConfigStore(client, on_change=on_config),
-        client,
+    store = RedisConfigStore(client, on_change=on_config)
+    keeper = StateKeeper(
+        [store],
+        settings.redis_restore_interval_seconds,
+        on_restored=lambda name: metrics.redis_restores.labels(name).inc(),
     )
+    keeper.start()
+    return _Backends(RedisRateLimiter(client), RedisCache(client), store, client, (keeper,))
 
 
 def _database(settings: Settings, metrics: ServiceMetrics, rng: random.Random) -> SimulatedDatabase:
