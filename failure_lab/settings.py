@@ -109,7 +109,19 @@ class Settings(BaseSettings):
     span_queue_size: int = Field(default=8192, ge=1)
     span_batch_size: int = Field(default=512, ge=1)
     span_schedule_delay_ms: int = Field(default=1000, ge=1)
-    shutdown_grace_seconds: float = Field(default=5.0, gt=0)
+    span_export_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="Bound on one OTLP export, retries included (instead of "
+        "OTEL_EXPORTER_OTLP_TIMEOUT's 10 s).",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="SIGTERM to exit: connections drain, jobs stop, spans are flushed with "
+        "what is left; spans not exported by then are dropped and counted.",
+    )
 
     # The shim (exporter): backends in stack mode, bounds in both.
     prometheus_url: str | None = Field(default=None, description="Stack mode metrics backend.")

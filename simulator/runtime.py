@@ -3,7 +3,9 @@
 Backends are chosen here, once, from settings (Redis when ``redis_url`` is set, in-process
 otherwise); handlers receive the finished objects and never branch on the backend.
 Closing order matters: stop generating traffic first, then the client, then flush spans,
-then drop the Redis connection. Disruptions and the circuit breaker are state of this
+then drop the Redis connection. All of it fits in the shutdown's deadline
+(:mod:`simulator.shutdown`): the flush gets what is left, and spans it could not export
+are dropped, counted and logged. Disruptions and the circuit breaker are state of this
 process only, so a restart starts with none and a closed breaker.
 
 Its dependencies (Redis, when configured) are named once here for the health probes: the
@@ -40,7 +42,9 @@ from simulator.ratelimit.memory import MemoryRateLimiter
 from simulator.ratelimit.redis import RedisRateLimiter
 from simulator.redis_client import redis_client, redis_probe
 from simulator.shared_state import StateKeeper
+from simulator.shutdown import Deadline
 from simulator.telemetry.metrics import ServiceMetrics
+from simulator.telemetry.span_export import BoundedBatchProcessor
 from simulator.telemetry.tracing import otlp_configured, otlp_processor
 
 log = logging.getLogger(__name__)
@@ -60,7 +64,10 @@ class Runtime:
     disruptions: DisruptionRegistry
     redis: aioredis.Redis | None = None
     closers: list[Cache | RateLimiter | StateKeeper] = field(default_factory=list)
+    span_export: BoundedBatchProcessor | None = None
     started_at: float = field(default_factory=time.time)
+    deadline: Deadline | None = None
+    """Set by the server when it begins to stop; ``aclose`` starts one otherwise."""
 
     @classmethod
     async def start(
@@ -72,9 +79,10 @@ class Runtime:
         base_url: str,
     ) -> Runtime:
         rng = random.Random()
+        span_export = None
         if settings.telemetry_enabled and otlp_configured():
-            dropped = metrics.spans_dropped.labels("queue_full")
-            tracer_provider.add_span_processor(otlp_processor(settings, dropped))
+            span_export = otlp_processor(settings, metrics.spans_dropped)
+            tracer_provider.add_span_processor(span_export)
             metrics.spans_queue_capacity.set(settings.span_queue_size)
         backends = _backends(settings, metrics, tracer_provider)
         metrics.show_config(await backends.store.current())
@@ -109,6 +117,7 @@ class Runtime:
             disruptions,
             backends.redis,
             [*backends.keepers, backends.limiter, backends.cache],
+            span_export,
         )
 
     def dependencies(self) -> tuple[Component, ...]:
@@ -127,18 +136,41 @@ class Runtime:
         self.breaker.configure(config)
         self.metrics.show_breaker(self.breaker.state, self.breaker.enabled)
 
+    def stop_by(self, deadline: Deadline) -> None:
+        """The server began to stop: everything ``aclose`` does must be done by then."""
+        self.deadline = deadline
+
     async def aclose(self) -> None:
-        await self.jobs.aclose()
+        deadline = self.deadline or Deadline.after(self.settings.shutdown_grace_seconds)
+        await self.jobs.aclose(timeout=deadline.left_before_flush())
         await self.engine.aclose()
         self.disruptions.close()
         for closer in self.closers:
             await closer.aclose()
-        flushed = self.tracer_provider.force_flush(int(self.settings.shutdown_grace_seconds * 1000))
-        if not flushed:
-            log.warning("spans not flushed within %ss", self.settings.shutdown_grace_seconds)
-        self.tracer_provider.shutdown()
+        await self._finish_spans(deadline)
         if self.redis is not None:
             await self.redis.aclose()
+
+    async def _finish_spans(self, deadline: Deadline) -> None:
+        """Export what can be by the deadline, off the event loop; count and log the rest."""
+        if self.span_export is not None:
+            report = await asyncio.to_thread(self.span_export.finish, deadline.left())
+            log.log(
+                logging.WARNING if report.lost else logging.INFO,
+                "spans at shutdown: %d exported, %d not exported (%d dropped at the "
+                "shutdown deadline, %d failed to export, %d dropped at a full queue)",
+                report.exported,
+                report.lost,
+                report.shutdown,
+                report.export_failed,
+                report.queue_full,
+            )
+        flush = asyncio.to_thread(self.tracer_provider.force_flush, int(deadline.left() * 1000))
+        try:  # other processors (the embedded span store; tests' own), within what is left
+            await asyncio.wait_for(flush, timeout=deadline.left())
+        except TimeoutError:
+            log.warning("spans of other processors not flushed by the shutdown deadline")
+        self.tracer_provider.shutdown()
 
 
 @dataclass(frozen=True, slots=True)
