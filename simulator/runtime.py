@@ -49,6 +49,10 @@ from simulator.telemetry.tracing import otlp_configured, otlp_processor
 
 log = logging.getLogger(__name__)
 
+MIN_FLUSH_SECONDS = 0.05
+"""Given to in-process span processors even when the deadline is spent (they take
+microseconds; a collector's export, which may hang, is the OTLP processor's and bounded)."""
+
 
 @dataclass
 class Runtime:
@@ -165,9 +169,10 @@ class Runtime:
                 report.export_failed,
                 report.queue_full,
             )
-        flush = asyncio.to_thread(self.tracer_provider.force_flush, int(deadline.left() * 1000))
+        left = max(deadline.left(), MIN_FLUSH_SECONDS)
+        flush = asyncio.to_thread(self.tracer_provider.force_flush, int(left * 1000))
         try:  # other processors (the embedded span store; tests' own), within what is left
-            await asyncio.wait_for(flush, timeout=deadline.left())
+            await asyncio.wait_for(flush, timeout=left)
         except TimeoutError:
             log.warning("spans of other processors not flushed by the shutdown deadline")
         self.tracer_provider.shutdown()

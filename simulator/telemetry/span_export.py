@@ -98,7 +98,8 @@ class BoundedBatchProcessor(SpanProcessor):
                 reason = "queue_full"
             else:
                 self._queue.append(span)
-                self._drained.clear()
+                if self._drained.is_set():
+                    self._drained.clear()
                 if len(self._queue) >= self._batch_size:
                     self._wake.set()
                 return
