@@ -20,6 +20,7 @@ monitor does; the bound here is then a safety net ``PROBE_MARGIN`` later.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from failure_lab.errors import BackendFailure
+
+log = logging.getLogger(__name__)
 
 Probe = Callable[[], Awaitable[None]]
 """Returns when the dependency answers; raises ``BackendFailure`` when it does not."""
@@ -109,6 +112,9 @@ async def _check(component: Component, timeout: float) -> Check:
     except BackendFailure as exc:
         what = "did not answer in time" if exc.timed_out else "unavailable"
         return Check(status="unhealthy", role=component.role, error=f"{what}: {exc.message}")
+    except Exception as exc:  # a probe's own bug: still an answer, and in the log
+        log.exception("the health probe of %s failed", component.name)
+        return Check(status="unhealthy", role=component.role, error=f"probe failed: {exc!r}")
     latency = round((time.perf_counter() - started) * 1000, 3)
     return Check(status="healthy", role=component.role, latency_ms=latency)
 
