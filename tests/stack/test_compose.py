@@ -66,8 +66,10 @@ HEALTH_PROBES = {
     "prometheus": ("wget", "http://127.0.0.1:9090/-/ready"),
     "jaeger": ("wget", "http://127.0.0.1:13133/status"),
     "grafana": ("wget", "http://127.0.0.1:3000/api/health"),
-    "simulator": ("python", "http://127.0.0.1:8001/"),
-    "exporter": ("python", "http://127.0.0.1:8000/"),
+    # Readiness where depends_on waits (the exporter waits for the simulator and its Redis),
+    # liveness where nothing does.
+    "simulator": ("python", "http://127.0.0.1:8001/health/ready"),
+    "exporter": ("python", "http://127.0.0.1:8000/health/live"),
 }
 # Start order: who waits for whom.
 DEPENDENCIES = {
