@@ -5,7 +5,8 @@ answer of this project has. The document is read by people and by the fuzz tests
 on any answer it does not declare, so after FastAPI has written it this module:
 
 - gives every error answer its schema: ``ValidationProblem`` for every 422 (replacing
-  FastAPI's ``HTTPValidationError``), ``ErrorAnswer`` for every other 4xx and 5xx;
+  FastAPI's ``HTTPValidationError``), ``ErrorAnswer`` for every other 4xx and 5xx but those a
+  route declared with a model of its own (the health probes' reports);
 - adds what the guards can answer instead of the route (400, 401, 413, 429; see
   :func:`failure_lab.guard.guard_answers`), as this process's settings configure them;
 - sets each bounded number's ``maximum`` from the settings (:mod:`failure_lab.bounds`).
@@ -99,13 +100,22 @@ def _correct_operation(
         if answer.headers:
             response.setdefault("headers", {}).update(_headers(answer.headers))
     for code, response in responses.items():
-        if code.isdigit() and int(code) >= 400:
+        if code.isdigit() and int(code) >= 400 and not _own_answer(response):
             model = ValidationProblem if code == "422" else ErrorAnswer
             response["content"] = {
                 "application/json": {"schema": {"$ref": SCHEMAS + model.__name__}}
             }
             if code == "422":
                 response["description"] = STATUS_TEXT[422]
+
+
+def _own_answer(response: dict[str, Any]) -> bool:
+    """Whether a route declared this error answer with a model of its own (the health
+    probes' 503 is their report, not an ``ErrorAnswer``)."""
+    ref = response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+    if not isinstance(ref, str):
+        return False
+    return ref.rsplit("/", 1)[1] not in (*FASTAPI_422, ErrorAnswer.__name__)
 
 
 def _headers(headers: Mapping[str, str]) -> dict[str, Any]:

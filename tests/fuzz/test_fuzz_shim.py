@@ -21,6 +21,7 @@ from failure_lab.settings import Settings
 from simulator.app import create_app
 from tests.support.fuzzing import (
     FORWARDED,
+    HEALTH,
     LOW_LOAD,
     RANDOM_IN_THREAD,
     READS,
@@ -63,7 +64,9 @@ def _shim(loop: LoopThread, **backends: str) -> schemathesis.BaseSchema:
     url = loop.enter(serve_app(app, port))
     schema = schemathesis.openapi.from_url(
         f"{url}/openapi.json",
-        config=config(operations=[deliberate_5xx(READS), deliberate_5xx(FORWARDED)]),
+        config=config(
+            operations=[deliberate_5xx(READS), deliberate_5xx(FORWARDED), deliberate_5xx(HEALTH)]
+        ),
     )
     schema.hook("map_case")(follow_rules_schemas_cannot_state)
     return schema
