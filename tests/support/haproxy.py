@@ -206,6 +206,11 @@ class HAProxyProcess:
         """HAProxy's own Prometheus exposition (frontend stats, ``/metrics``)."""
         return _get(f"http://{self.stats_address}/metrics", timeout=5.0)[1]
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def log_tail(self) -> str:
         return self._log_path.read_text(errors="replace")[-3000:]
 

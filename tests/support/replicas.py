@@ -94,6 +94,11 @@ class SimulatorProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"replica {self.instance} did not start:\n{self.log_tail()}")
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def log_tail(self) -> str:
         return self._log_path.read_text(errors="replace")[-3000:]
 
