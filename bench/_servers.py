@@ -46,7 +46,7 @@ from prometheus_client import CollectorRegistry, Counter
 from failure_lab.settings import Settings
 from simulator.app import create_app
 from simulator.server import server_for
-from simulator.telemetry.tracing import CountingBatchSpanProcessor
+from simulator.telemetry.span_export import BoundedBatchProcessor
 
 VARIANTS = ("bare", "instrumented", "pipeline-off", "pipeline-traced", "serve-traced")
 BODY = b'{"id":1,"name":"user-1","email":"user1@example.test"}'
@@ -95,20 +95,20 @@ def served(app: FastAPI) -> float | None:
 
 def span_processor(
     exporter: SpanExporter, settings: Settings, dropped: Counter
-) -> CountingBatchSpanProcessor:
-    return CountingBatchSpanProcessor(
+) -> BoundedBatchProcessor:
+    return BoundedBatchProcessor(
         exporter,
-        dropped,
-        max_queue_size=settings.span_queue_size,
-        max_export_batch_size=settings.span_batch_size,
-        schedule_delay_millis=settings.span_schedule_delay_ms,
+        lambda _reason, count: dropped.inc(count),
+        queue_size=settings.span_queue_size,
+        batch_size=settings.span_batch_size,
+        delay_s=settings.span_schedule_delay_ms / 1000,
     )
 
 
 def main(variant: str, port: int, stats_path: Path) -> None:
     exporter = CountingExporter()
     registry = CollectorRegistry()
-    dropped = Counter("spans_dropped", "Spans dropped at a full queue.", registry=registry)
+    dropped = Counter("spans_dropped", "Spans not exported (a full queue).", registry=registry)
     provider: TracerProvider | None = None
     if variant in ("bare", "instrumented"):
         app = bare_app()

@@ -24,6 +24,7 @@ from exporter.sources.jaeger import JaegerSource
 from exporter.sources.prometheus import PrometheusSource
 from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
+from failure_lab.health import Component
 from failure_lab.home import install_home
 from failure_lab.http_errors import install_error_handlers
 from failure_lab.loop_lag import LoopLag
@@ -71,7 +72,7 @@ def create_exporter_app(settings: Settings) -> FastAPI:
                 feed_max_traces=settings.jaeger_feed_max_traces,
             ),
             exporter_metrics=metrics,
-            checks={forwarder.name: forwarder.check},
+            dependencies=[Component(forwarder.name, "control calls", forwarder.check)],
             loop_lag=loop_lag,
         )
         app.state.exporter = runtime

@@ -96,10 +96,11 @@ class Forwarder:
         return Response(body, answer.status_code, headers=kept)
 
     async def check(self) -> None:
+        """The simulator's own readiness: it answers, and so do its dependencies (Redis)."""
         async with backend_call(self.name, self._base, self._check_timeout):
-            answer = await self._client.get("/v1/traffic/status")
+            answer = await self._client.get("/health/ready")
         if answer.status_code != 200:
-            raise SourceUnavailable(self.name, f"status {answer.status_code}")
+            raise SourceUnavailable(self.name, f"status {answer.status_code}: {_detail(answer)}")
 
     async def aclose(self) -> None:
         if self._owns:
@@ -132,6 +133,15 @@ async def _relay(answer: httpx.Response, idle_timeout: float) -> AsyncIterator[b
         return  # the simulator went away or fell silent mid-stream: end ours too
     finally:
         await answer.aclose()
+
+
+def _detail(answer: httpx.Response) -> str:
+    """The ``detail`` of a JSON error answer, else the start of its body."""
+    try:
+        detail = answer.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail) if detail else answer.text[:200]
 
 
 def _endpoint(name: str, route: ControlRoute) -> Callable[..., Awaitable[Response]]:

@@ -29,6 +29,12 @@ class ExporterMetrics:
             "Traces evicted from the embedded trace store (oldest first) to stay within capacity.",
             registry=registry,
         )
+        self.trace_store_spans_refused = Counter(
+            "failure_lab_exporter_trace_store_spans_refused",
+            "Spans not stored because their trace already held the most spans a trace may "
+            "(FAILURE_LAB_TRACE_STORE_MAX_SPANS_PER_TRACE).",
+            registry=registry,
+        )
         self.trace_store_traces = Gauge(
             "failure_lab_exporter_trace_store_traces",
             "Traces held by the embedded trace store.",

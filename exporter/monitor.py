@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from exporter.errors import SourceError, TraceNotFound
+from exporter.errors import TraceNotFound
 from exporter.metrics import ExporterMetrics
+from failure_lab.errors import BackendFailure
 
 
 @dataclass(slots=True)
@@ -54,7 +55,7 @@ class BackendMonitor:
             outcome = "ok"  # the backend answered: a normal answer, not a failure
             self._succeeded(state, started)
             raise
-        except SourceError as exc:
+        except BackendFailure as exc:
             outcome = "timeout" if exc.timed_out else "error"
             self._failed(state, exc.message)
             raise

@@ -3,21 +3,21 @@
 Handlers ask the runtime's sources (each call bounded and watched by the monitor) and
 translate; a backend failure propagates as the project's own ``SourceError`` and becomes a
 503 naming the backend in ``install_error_handlers``, and input the handlers refuse is an
-``Unprocessable`` naming its place: one 422 shape with pydantic's own refusals.
+``Unprocessable`` naming its place: one 422 shape with pydantic's own refusals. ``/health``,
+``/health/live`` and ``/health/ready`` are :mod:`failure_lab.health` over the runtime's
+sources and dependencies.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from collections.abc import Awaitable
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from exporter.errors import SourceError, TraceNotFound
+from exporter.errors import TraceNotFound
 from exporter.process_status import ProcessFigures, process_figures
 from exporter.runtime import ExporterRuntime
 from exporter.sources.base import LatencySummary
@@ -26,6 +26,7 @@ from exporter.translate import build_trace, iso, metrics_data, summarize
 from failure_lab.contract import MetricsData, RequestSummary, TraceResponse
 from failure_lab.durations import MIN_WINDOW_SECONDS, parse_window
 from failure_lab.errors import Unprocessable
+from failure_lab.health import check_all, health_router
 from failure_lab.openapi import errors
 
 router = APIRouter(tags=["read"])
@@ -70,18 +71,6 @@ class Status(ProcessFigures):
     timestamp: str
 
 
-class Check(BaseModel):
-    status: Literal["healthy", "unhealthy"]
-    latency_ms: float | None = None
-    error: str | None = None
-
-
-class Health(BaseModel):
-    status: Literal["healthy", "degraded", "unhealthy"]
-    timestamp: str
-    checks: dict[str, Check]
-
-
 def exporter_runtime(request: Request) -> ExporterRuntime:
     """The shim's runtime, built in the app's lifespan."""
     runtime: ExporterRuntime = request.app.state.exporter
@@ -124,7 +113,7 @@ AtParam = Annotated[
 ]
 
 
-def _evaluated(
+def evaluated(
     runtime: ExporterRuntime, window: str | None, at: float | None
 ) -> tuple[float, float | None]:
     """The window in seconds, and when it ends (None: now), as ``window`` and ``at`` ask."""
@@ -157,7 +146,7 @@ def _at(runtime: ExporterRuntime, at: float | None, window_seconds: float) -> fl
 async def metrics_json(
     runtime: RuntimeDep, window: WindowParam = None, at: AtParam = None
 ) -> MetricsData:
-    seconds, when = _evaluated(runtime, window, at)
+    seconds, when = evaluated(runtime, window, at)
     red = await runtime.red(seconds, when)
     return metrics_data(red, int((time.time() if when is None else when) * 1000))
 
@@ -182,7 +171,7 @@ def _stage(summary: LatencySummary | None) -> StageLatency:
 async def latency(
     runtime: RuntimeDep, window: WindowParam = None, at: AtParam = None
 ) -> LatencyReport:
-    seconds, when = _evaluated(runtime, window, at)
+    seconds, when = evaluated(runtime, window, at)
     stages = await runtime.latency(seconds, when)
     return LatencyReport(
         timestamp=iso(time.time_ns() if when is None else int(when * 1e9)),
@@ -230,18 +219,16 @@ async def trace(
     return build_trace(spans)
 
 
-def _roles(runtime: ExporterRuntime) -> dict[str, str]:
-    roles = {runtime.metrics.name: "metrics", runtime.traces.name: "traces"}
-    if runtime.metrics.name == runtime.traces.name:
-        roles[runtime.metrics.name] = "metrics and traces"
-    return roles | {name: "dependency" for name in runtime.checks}
-
-
-@router.get("/v1/status", summary="Uptime, live-feed clients, each backend's last query")
+@router.get(
+    "/v1/status", summary="Uptime, live-feed clients, each backend's and dependency's state"
+)
 async def status(runtime: RuntimeDep) -> Status:
-    roles = _roles(runtime)
-    for name in roles:
-        runtime.monitor.state(name)
+    """Sources as their last query left them; dependencies (Redis, the simulator), which no
+    query of the read API touches, are probed now, within ``backend_timeout_seconds``."""
+    if runtime.dependencies:
+        await check_all(runtime.dependencies, runtime.settings.backend_timeout_seconds)
+    roles = {c.name: c.role for c in (*runtime.sources(), *runtime.dependencies)}
+    states = [runtime.monitor.state(name) for name in roles]
     return Status(
         **process_figures(runtime.loop_lag).model_dump(),
         uptime_seconds=round(time.time() - runtime.started_at, 3),
@@ -250,7 +237,7 @@ async def status(runtime: RuntimeDep) -> Status:
         backends=[
             BackendStatus(
                 name=state.name,
-                role=roles.get(state.name, "dependency"),
+                role=roles[state.name],
                 healthy=state.healthy,
                 last_success=iso(int(state.last_success * 1e9)) if state.last_success else None,
                 last_latency_ms=(
@@ -258,37 +245,10 @@ async def status(runtime: RuntimeDep) -> Status:
                 ),
                 last_error=state.last_error,
             )
-            for state in runtime.monitor.states
+            for state in states
         ],
         timestamp=iso(time.time_ns()),
     )
 
 
-async def _check(runtime: ExporterRuntime, name: str, probe: Awaitable[None]) -> Check:
-    try:
-        await probe
-    except SourceError as exc:
-        return Check(status="unhealthy", error=exc.message)
-    state = runtime.monitor.state(name)
-    return Check(status="healthy", latency_ms=round(state.last_latency_ms or 0.0, 3))
-
-
-@router.get("/health", summary="Per-component checks and an overall verdict")
-async def health(runtime: RuntimeDep) -> Health:
-    """``healthy`` when every check passes, ``unhealthy`` when neither metrics nor traces can
-    be read, ``degraded`` otherwise."""
-    probes: dict[str, Awaitable[None]] = {runtime.metrics.name: runtime.metrics.check()}
-    if runtime.traces.name not in probes:
-        probes[runtime.traces.name] = runtime.traces.check()
-    probes |= {name: check() for name, check in runtime.checks.items()}
-    names = list(probes)
-    results = await asyncio.gather(*(_check(runtime, n, probes[n]) for n in names))
-    checks = dict(zip(names, results, strict=True))
-    core = [checks[runtime.metrics.name], checks[runtime.traces.name]]
-    if all(c.status == "healthy" for c in checks.values()):
-        verdict: Literal["healthy", "degraded", "unhealthy"] = "healthy"
-    elif all(c.status == "unhealthy" for c in core):
-        verdict = "unhealthy"
-    else:
-        verdict = "degraded"
-    return Health(status=verdict, timestamp=iso(time.time_ns()), checks=checks)
+router.include_router(health_router(lambda request: exporter_runtime(request).health()))

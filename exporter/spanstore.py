@@ -5,8 +5,10 @@ It keeps each span as it ends in a packed form (nested tuples of plain values, s
 seen it: kept as the SDK's ``ReadableSpan`` objects, 10,000 traces made every full
 collection walk some hundred thousand objects, a pause that showed in the service's p99.
 Capacity is counted in traces; when full, the oldest trace goes first and the eviction is
-counted. Readers (the routes and the live feed) see finished requests through a cursor, so a
-poll returns each one once.
+counted. A trace holds at most ``max_spans_per_trace`` spans: a client may send its own
+``traceparent`` and keep one trace id for ever, which would otherwise grow one trace without
+bound; spans past the bound are not stored, and counted. Readers (the routes and the live
+feed) see finished requests through a cursor, so a poll returns each one once.
 
 Spans end on the event loop's thread (the FastAPI and aiohttp instrumentations and the
 pipeline all run there), so no lock is taken.
@@ -34,10 +36,19 @@ class Finished:
 
 
 class SpanStore(SpanProcessor):
-    def __init__(self, max_traces: int, evictions: Counter) -> None:
+    def __init__(
+        self,
+        max_traces: int,
+        evictions: Counter,
+        *,
+        max_spans_per_trace: int = 1000,
+        refused: Counter | None = None,
+    ) -> None:
         self._traces: OrderedDict[int, list[PackedSpan]] = OrderedDict()
         self._max = max_traces
         self._evictions = evictions
+        self._max_spans = max_spans_per_trace
+        self._refused = refused
         self._requests: deque[Finished] = deque(maxlen=max_traces)
         self._completed: deque[Finished] = deque(maxlen=max_traces)
         self._seq = 0
@@ -58,8 +69,12 @@ class SpanStore(SpanProcessor):
             if len(self._traces) > self._max:
                 self._traces.popitem(last=False)
                 self._evictions.inc()
-        else:
+        elif len(spans) < self._max_spans:
             spans.append(packed)
+        else:
+            if self._refused is not None:
+                self._refused.inc()
+            return
         if packed[4] == "server":
             self._seq += 1
             self._requests.append(Finished(self._seq, trace_id))

@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Turns Redis on: shared rate limits, cache and failure config."
     )
+    redis_restore_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often a replica checks whether Redis lost the failure config it "
+        "holds (a restart without persistence), to write it back.",
+    )
     service_name: str = Field(default="failure-lab-simulator")
     target_url: str | None = Field(
         default=None,
@@ -84,10 +91,29 @@ class Settings(BaseSettings):
     retry_base_ms: float = Field(default=20.0, gt=0)
     retry_cap_ms: float = Field(default=1000.0, gt=0)
 
-    # In-process cache bound (the Redis cache is bounded by Redis itself).
+    # In-process bounds: every store that grows with requests or clients has one (the Redis
+    # cache and limits are bounded by Redis itself, their keys expiring).
     memory_cache_max_entries: int = Field(default=10_000, ge=1)
+    memory_ratelimit_max_keys: int = Field(
+        default=10_000,
+        ge=1,
+        description="Limits the in-process rate limiter keeps (one per algorithm and rate "
+        "clients ask for); the least recently used is forgotten first.",
+    )
     # Users in the simulated table; reads pick ids in 1..users so caches warm up.
     simulated_users: int = Field(default=100, ge=1)
+    max_created_users: int = Field(
+        default=10_000,
+        ge=1,
+        description="Users made by POST kept besides the initial ones; the oldest created "
+        "is forgotten first (POST keeps answering 201).",
+    )
+    run_samples_max: int = Field(
+        default=100_000,
+        ge=1,
+        description="Latency samples one generator run keeps for its percentiles: all of "
+        "them up to this many, a uniform sample of this many beyond.",
+    )
 
     # Circuit breaker around the database (also switchable at run time).
     circuit_breaker_enabled: bool = False
@@ -106,7 +132,19 @@ class Settings(BaseSettings):
     span_queue_size: int = Field(default=8192, ge=1)
     span_batch_size: int = Field(default=512, ge=1)
     span_schedule_delay_ms: int = Field(default=1000, ge=1)
-    shutdown_grace_seconds: float = Field(default=5.0, gt=0)
+    span_export_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="Bound on one OTLP export, retries included (instead of "
+        "OTEL_EXPORTER_OTLP_TIMEOUT's 10 s).",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="SIGTERM to exit: connections drain, jobs stop, spans are flushed with "
+        "what is left; spans not exported by then are dropped and counted.",
+    )
 
     # The shim (exporter): backends in stack mode, bounds in both.
     prometheus_url: str | None = Field(default=None, description="Stack mode metrics backend.")
@@ -130,7 +168,13 @@ class Settings(BaseSettings):
     metrics_cache_seconds: float = Field(
         default=0.5, ge=0, description="How long one answer of a metrics backend is shared."
     )
+    metrics_cache_max_entries: int = Field(
+        default=256, ge=1, description="Shared metric answers kept at most (one per window)."
+    )
     trace_store_max_traces: int = Field(default=10_000, ge=1)
+    trace_store_max_spans_per_trace: int = Field(
+        default=1000, ge=1, description="Spans the embedded trace store keeps of one trace."
+    )
     ws_poll_interval_seconds: float = Field(default=1.0, gt=0)
     ws_topology_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often the live feed asks for the topology."

@@ -30,6 +30,7 @@ from exporter.feed import LiveFeed
 from exporter.feed import router as feed_router
 from failure_lab.exposition import metrics_router
 from failure_lab.guard import install_guards
+from failure_lab.health import health_router
 from failure_lab.home import install_home
 from failure_lab.http_errors import install_error_handlers
 from failure_lab.loop_lag import LoopLag
@@ -37,6 +38,7 @@ from failure_lab.methods import HeadAsGet
 from failure_lab.openapi import install_openapi
 from failure_lab.settings import Settings
 from simulator.api import control, disruptions, jobs, statistics, users
+from simulator.api.deps import runtime_of
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.runtime import Runtime
 from simulator.telemetry.metrics import ServiceMetrics
@@ -76,7 +78,8 @@ def create_app(
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(loop_lag.running())
                 if shim is not None:
-                    app.state.exporter = await stack.enter_async_context(shim.running())
+                    running = shim.running(runtime.dependencies())
+                    app.state.exporter = await stack.enter_async_context(running)
                     feed = LiveFeed(app.state.exporter, shim.metrics)
                     app.state.feed = await stack.enter_async_context(feed.running())
                 yield
@@ -116,9 +119,11 @@ def _include_routes(app: FastAPI, registry: CollectorRegistry, *, embedded_shim:
         app.include_router(router)
     app.include_router(disruptions.router)
     if embedded_shim:
-        app.include_router(exporter_routes.router)
+        app.include_router(exporter_routes.router)  # /health* among them, Redis included
         app.include_router(topology_routes.router)
         app.include_router(feed_router)
+    else:
+        app.include_router(health_router(lambda request: runtime_of(request).health()))
     app.include_router(metrics_router(registry))
 
 

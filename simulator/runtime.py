@@ -3,8 +3,13 @@
 Backends are chosen here, once, from settings (Redis when ``redis_url`` is set, in-process
 otherwise); handlers receive the finished objects and never branch on the backend.
 Closing order matters: stop generating traffic first, then the client, then flush spans,
-then drop the Redis connection. Disruptions and the circuit breaker are state of this
+then drop the Redis connection. All of it fits in the shutdown's deadline
+(:mod:`simulator.shutdown`): the flush gets what is left, and spans it could not export
+are dropped, counted and logged. Disruptions and the circuit breaker are state of this
 process only, so a restart starts with none and a closed breaker.
+
+Its dependencies (Redis, when configured) are named once here for the health probes: the
+stack's simulator serves them itself, the embedded default hands them to its shim.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from failure_lab.bounds import within_bounds
 from failure_lab.control import CircuitBreakerConfig, FailureConfig
+from failure_lab.health import Component, Dependencies, bounded
 from failure_lab.settings import Settings
 from simulator.backoff import Backoff
 from simulator.breaker import CircuitBreaker, State
@@ -36,11 +42,18 @@ from simulator.pipeline import Pipeline
 from simulator.ratelimit import RateLimiter
 from simulator.ratelimit.memory import MemoryRateLimiter
 from simulator.ratelimit.redis import RedisRateLimiter
-from simulator.redis_client import redis_client
+from simulator.redis_client import redis_client, redis_probe
+from simulator.shared_state import StateKeeper
+from simulator.shutdown import Deadline
 from simulator.telemetry.metrics import ServiceMetrics
+from simulator.telemetry.span_export import BoundedBatchProcessor
 from simulator.telemetry.tracing import otlp_configured, otlp_processor
 
 log = logging.getLogger(__name__)
+
+MIN_FLUSH_SECONDS = 0.05
+"""Given to in-process span processors even when the deadline is spent (they take
+microseconds; a collector's export, which may hang, is the OTLP processor's and bounded)."""
 
 
 @dataclass
@@ -56,8 +69,11 @@ class Runtime:
     breaker: CircuitBreaker
     disruptions: DisruptionRegistry
     redis: aioredis.Redis | None = None
-    closers: list[Cache | RateLimiter] = field(default_factory=list)
+    closers: list[Cache | RateLimiter | StateKeeper] = field(default_factory=list)
+    span_export: BoundedBatchProcessor | None = None
     started_at: float = field(default_factory=time.time)
+    deadline: Deadline | None = None
+    """Set by the server when it begins to stop; ``aclose`` starts one otherwise."""
     option_bounds: OptionBounds = field(init=False)
     """What the options header of a user API request may ask for."""
 
@@ -74,8 +90,10 @@ class Runtime:
         base_url: str,
     ) -> Runtime:
         rng = random.Random()
+        span_export = None
         if settings.telemetry_enabled and otlp_configured():
-            tracer_provider.add_span_processor(otlp_processor(settings, metrics.spans_dropped))
+            span_export = otlp_processor(settings, metrics.spans_dropped)
+            tracer_provider.add_span_processor(span_export)
             metrics.spans_queue_capacity.set(settings.span_queue_size)
         backends = _backends(settings, metrics, tracer_provider)
         metrics.show_config(await backends.store.current())
@@ -88,7 +106,7 @@ class Runtime:
             limiter=backends.limiter,
             cache=backends.cache,
             config_store=backends.store,
-            database=SimulatedDatabase(settings.simulated_users, rng),
+            database=_database(settings, metrics, rng),
             backoff=Backoff(settings.retry_base_ms / 1000, settings.retry_cap_ms / 1000, rng),
             metrics=metrics,
             tracer=tracer_provider.get_tracer("failure_lab.simulator"),
@@ -109,8 +127,21 @@ class Runtime:
             breaker,
             disruptions,
             backends.redis,
-            [backends.limiter, backends.cache],
+            [*backends.keepers, backends.limiter, backends.cache],
+            span_export,
         )
+
+    def dependencies(self) -> tuple[Component, ...]:
+        """What this process needs to do its work: Redis, when configured (the failure
+        config, shared limits and cache live there)."""
+        if self.redis is None:
+            return ()
+        timeout = self.settings.backend_timeout_seconds
+        probe = bounded("redis", redis_probe(self.redis), timeout)
+        return (Component("redis", "failure config, rate limits, cache", probe),)
+
+    def health(self) -> Dependencies:
+        return Dependencies(self.dependencies(), self.settings.backend_timeout_seconds)
 
     def configure_breaker(self, config: CircuitBreakerConfig) -> None:
         log.info(
@@ -123,18 +154,42 @@ class Runtime:
         self.breaker.configure(config)
         self.metrics.show_breaker(self.breaker.state, self.breaker.enabled)
 
+    def stop_by(self, deadline: Deadline) -> None:
+        """The server began to stop: everything ``aclose`` does must be done by then."""
+        self.deadline = deadline
+
     async def aclose(self) -> None:
-        await self.jobs.aclose()
+        deadline = self.deadline or Deadline.after(self.settings.shutdown_grace_seconds)
+        await self.jobs.aclose(timeout=deadline.left_before_flush())
         await self.engine.aclose()
         self.disruptions.close()
         for closer in self.closers:
             await closer.aclose()
-        flushed = self.tracer_provider.force_flush(int(self.settings.shutdown_grace_seconds * 1000))
-        if not flushed:
-            log.warning("spans not flushed within %ss", self.settings.shutdown_grace_seconds)
-        self.tracer_provider.shutdown()
+        await self._finish_spans(deadline)
         if self.redis is not None:
             await self.redis.aclose()
+
+    async def _finish_spans(self, deadline: Deadline) -> None:
+        """Export what can be by the deadline, off the event loop; count and log the rest."""
+        if self.span_export is not None:
+            report = await asyncio.to_thread(self.span_export.finish, deadline.left())
+            log.log(
+                logging.WARNING if report.lost else logging.INFO,
+                "spans at shutdown: %d exported, %d not exported (%d dropped at the "
+                "shutdown deadline, %d failed to export, %d dropped at a full queue)",
+                report.exported,
+                report.lost,
+                report.shutdown,
+                report.export_failed,
+                report.queue_full,
+            )
+        left = max(deadline.left(), MIN_FLUSH_SECONDS)
+        flush = asyncio.to_thread(self.tracer_provider.force_flush, int(left * 1000))
+        try:  # other processors (the embedded span store; tests' own), within what is left
+            await asyncio.wait_for(flush, timeout=left)
+        except TimeoutError:
+            log.warning("spans of other processors not flushed by the shutdown deadline")
+        self.tracer_provider.shutdown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +200,7 @@ class _Backends:
     cache: Cache
     store: FailureConfigStore
     redis: aioredis.Redis | None = None
+    keepers: tuple[StateKeeper, ...] = ()
 
 
 def _backends(
@@ -166,8 +222,12 @@ def _backends(
     # A fresh process applies the default config, lowered to whatever bounds its settings set.
     defaults = within_bounds(FailureConfig.defaults(), settings)
     if not settings.redis_url:
+        limiter = MemoryRateLimiter(
+            max_keys=settings.memory_ratelimit_max_keys, on_evict=metrics.ratelimit_evictions.inc
+        )
+        metrics.ratelimit_limits.set_function(lambda: len(limiter))
         return _Backends(
-            MemoryRateLimiter(),
+            limiter,
             MemoryCache(settings.memory_cache_max_entries),
             MemoryConfigStore(defaults, on_change=on_config),
         )
@@ -177,12 +237,25 @@ def _backends(
 
         RedisInstrumentor.instrument_client(client, tracer_provider=tracer_provider)
     log.info("redis backends on %s", settings.redis_url)
-    return _Backends(
-        RedisRateLimiter(client),
-        RedisCache(client),
-        RedisConfigStore(client, on_change=on_config, defaults=defaults),
-        client,
+    store = RedisConfigStore(client, on_change=on_config, defaults=defaults)
+    keeper = StateKeeper(
+        [store],
+        settings.redis_restore_interval_seconds,
+        on_restored=lambda name: metrics.redis_restores.labels(name).inc(),
     )
+    keeper.start()
+    return _Backends(RedisRateLimiter(client), RedisCache(client), store, client, (keeper,))
+
+
+def _database(settings: Settings, metrics: ServiceMetrics, rng: random.Random) -> SimulatedDatabase:
+    database = SimulatedDatabase(
+        settings.simulated_users,
+        rng,
+        max_created=settings.max_created_users,
+        on_evict=metrics.db_created_evictions.inc,
+    )
+    metrics.db_created_users.set_function(lambda: database.created_users)
+    return database
 
 
 def _breaker(settings: Settings, metrics: ServiceMetrics) -> CircuitBreaker:
@@ -218,6 +291,7 @@ async def _generator(
         planner=RequestPlanner(settings.simulated_users, rng),
         max_in_flight=settings.max_in_flight,
         late_threshold_s=settings.late_send_threshold_ms / 1000,
+        max_samples=settings.run_samples_max,
     )
     await engine.start()
     jobs = JobManager(

@@ -8,7 +8,11 @@ shows up as late sends in the generator and as tail latency in the service.
 On SIGINT/SIGTERM the traffic generator must stop before the server does: otherwise the
 requests it is still sending to this very server would fail against a closed socket and
 be counted as failures. So jobs are cancelled first, then uvicorn drains connections,
-then the lifespan flushes spans and closes backends.
+then the lifespan flushes spans and closes backends. The whole of it runs against one
+deadline, ``grace`` seconds from the moment the server begins to stop
+(:mod:`simulator.shutdown`): jobs and connections get what is left of it less the span
+flush's reserve, and connections still open then are cancelled, so the process is gone
+within the grace whatever its clients and its collector do.
 """
 
 from __future__ import annotations
@@ -25,11 +29,16 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from simulator.shutdown import Deadline
+
 
 class Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI, *, own_signals: bool = True) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: FastAPI, grace: float, *, own_signals: bool = True
+    ) -> None:
         super().__init__(config)
         self._app = app
+        self._grace = grace
         self._own_signals = own_signals
 
     @contextlib.contextmanager
@@ -48,12 +57,19 @@ class Server(uvicorn.Server):
         gc.freeze()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        deadline = Deadline.after(self._grace)
         runtime: Any = getattr(self._app.state, "runtime", None)
         if runtime is not None:
-            await runtime.jobs.aclose()
+            runtime.stop_by(deadline)
+            await runtime.jobs.aclose(timeout=deadline.left_before_flush())
         feed: Any = getattr(self._app.state, "feed", None)
-        if feed is not None:
-            await feed.aclose()  # 1001 to every live-feed client before uvicorn's 1012
+        if feed is not None:  # 1001 to every live-feed client before uvicorn's 1012
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(feed.aclose(), timeout=deadline.left_before_flush())
+        # uvicorn waits this long for open connections, then cancels their tasks (a float of
+        # seconds, though uvicorn types the setting an int).
+        left: Any = deadline.left_before_flush()
+        self.config.timeout_graceful_shutdown = left
         await super().shutdown(sockets)
 
 
@@ -75,9 +91,9 @@ def server_for(
         lifespan="on",
         access_log=False,
         log_level=log_level,
-        timeout_graceful_shutdown=max(1, int(grace)),
+        timeout_graceful_shutdown=max(1, int(grace)),  # the shutdown sets what is left
     )
-    return Server(config, app, own_signals=own_signals)
+    return Server(config, app, grace, own_signals=own_signals)
 
 
 @asynccontextmanager

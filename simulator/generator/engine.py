@@ -69,10 +69,11 @@ class TrafficEngine:
         late_threshold_s: float,
         request_timeout_s: float = 30.0,
         drain_timeout_s: float = 5.0,
+        max_samples: int = 100_000,
         sender_factory: SenderFactory = aiohttp_sender,
     ) -> None:
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be >= 1")
+        if max_in_flight < 1 or max_samples < 1:
+            raise ValueError("max_in_flight and max_samples must be >= 1")
         if not (late_threshold_s > 0 and request_timeout_s > 0 and drain_timeout_s >= 0):
             raise ValueError("late_threshold_s and request_timeout_s must be > 0")
         self._config = SenderConfig(
@@ -88,6 +89,7 @@ class TrafficEngine:
         """Statistics over everything this engine sent (``GET /v1/traffic/statistics``)."""
         self._recorder = Recorder(metrics, late_threshold_s, self.tally)
         self._drain_timeout_s = drain_timeout_s
+        self._max_samples = max_samples
         self._sender_factory = sender_factory
         self._sender: Sender | None = None
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -190,7 +192,7 @@ class TrafficEngine:
         sender = self._require_sender()
         plan = schedule(rate, duration)
         run_live = live if live is not None else LiveStats()
-        samples = RunSamples(plan.planned)
+        samples = RunSamples(min(plan.planned, self._max_samples))
         sink = Sink(run_live, samples, on_result)
         source = requests if requests is not None else self._planner
         headers_at = _HeaderSchedule(options)

@@ -208,13 +208,13 @@ class JobManager:
             achieved_rps=None if generation.mode == "single" else generation.achieved_rps(),
         )
 
-    async def aclose(self) -> None:
-        """Cancel every running job and wait (bounded) until their tasks are done."""
+    async def aclose(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Cancel every running job and wait up to ``timeout`` s until their tasks are done."""
         tasks = [record.task for record in self._running.values() if record.task is not None]
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+        if tasks and timeout > 0:
+            await asyncio.wait(tasks, timeout=timeout)
         for record in list(self._running.values()):  # only if a task outlived the timeout
             record.status = "cancelled"
             record.ended_at = datetime.now(UTC)

@@ -2,8 +2,11 @@
 
 ``LiveStats`` is cheap to update on every request and answers "how is it going now": counts,
 the send rate over the last second and the mean latency. ``RunSamples`` keeps the run's own
-samples (bounded by its planned count) so the summary quotes exact percentiles rather than
-bucket interpolations. The summary is the contract's ``JobSummary`` itself, built once here:
+samples so the summary quotes percentiles of them rather than bucket interpolations: every
+sample while the run has made at most ``capacity`` of them (the exact percentiles), a uniform
+sample of ``capacity`` beyond (reservoir sampling), so a long run at a high rate holds a
+bounded number of floats (``FAILURE_LAB_RUN_SAMPLES_MAX``) and its early requests are not
+over-represented. The summary is the contract's ``JobSummary`` itself, built once here:
 the job API serves it and the scenario report embeds it, so a run's figures keep one shape
 and one set of names from the engine to the report.
 """
@@ -12,8 +15,10 @@ from __future__ import annotations
 
 import heapq
 import math
+import random
 import time
 import uuid
+from array import array
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,14 +81,20 @@ class LiveStats:
 
 
 class RunSamples:
-    """Per-request samples of one run, never more than ``capacity`` of each, plus the ids
-    of its slowest and its most recent failed requests (trace ids, 0 when none)."""
+    """Per-request samples of one run, at most ``capacity`` of each (a uniform sample of
+    them once more were made), plus the ids of its slowest and its most recent failed
+    requests (trace ids, 0 when none)."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, rng: random.Random | None = None) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
         self._capacity = capacity
-        self.send_lag_ms: list[float] = []
-        self.latency_ms: list[float] = []
-        self.service_latency_ms: list[float] = []
+        self._rng = rng or random.Random(0)
+        self.send_lag_ms = array("d")
+        self.latency_ms = array("d")
+        self.service_latency_ms = array("d")
+        self._lags_seen = 0
+        self._latencies_seen = 0
         self._slowest: list[tuple[float, int]] = []  # a min-heap of the SLOWEST_KEPT largest
         self._failed: deque[int] = deque(maxlen=FAILED_KEPT)
 
@@ -98,13 +109,30 @@ class RunSamples:
             heapq.heapreplace(self._slowest, (latency_ms, trace_id))
 
     def add_send_lag(self, lag_ms: float) -> None:
-        if len(self.send_lag_ms) < self._capacity:
+        self._lags_seen += 1
+        slot = self._slot(self._lags_seen)
+        if slot == len(self.send_lag_ms):
             self.send_lag_ms.append(lag_ms)
+        elif slot >= 0:
+            self.send_lag_ms[slot] = lag_ms
 
     def add_latency(self, latency_ms: float, service_latency_ms: float) -> None:
-        if len(self.latency_ms) < self._capacity:
+        self._latencies_seen += 1
+        slot = self._slot(self._latencies_seen)
+        if slot == len(self.latency_ms):
             self.latency_ms.append(latency_ms)
             self.service_latency_ms.append(service_latency_ms)
+        elif slot >= 0:
+            self.latency_ms[slot] = latency_ms
+            self.service_latency_ms[slot] = service_latency_ms
+
+    def _slot(self, seen: int) -> int:
+        """Where the ``seen``-th sample goes: appended while there is room, then (algorithm
+        R) over a random kept one with probability capacity/seen, else nowhere (-1)."""
+        if seen <= self._capacity:
+            return seen - 1
+        slot = self._rng.randrange(seen)
+        return slot if slot < self._capacity else -1
 
     def summarise(
         self, live: LiveStats, *, planned: int, elapsed: float, send_window: float

@@ -24,6 +24,7 @@ from simulator.telemetry.buckets import CACHE_BUCKETS, LATENCY_BUCKETS
 DISRUPTION_TYPES: tuple[str, ...] = get_args(DisruptionType)
 BREAKER_STATES = ("closed", "open", "half_open")
 BACKEND_COMPONENTS = ("ratelimit", "cache", "failure_config")
+SPAN_DROP_REASONS = ("queue_full", "export_failed", "shutdown")
 
 
 class ServiceMetrics:
@@ -114,7 +115,9 @@ class ServiceMetrics:
         )
         self.spans_dropped = Counter(
             "failure_lab_tracing_spans_dropped",
-            "Finished spans dropped because the export queue was full.",
+            "Finished spans that never reached the collector, by reason (queue_full, "
+            "export_failed, shutdown).",
+            ["reason"],
             registry=registry,
         )
         self.spans_queue_capacity = Gauge(
@@ -175,6 +178,7 @@ class ServiceMetrics:
             ["component", "backend"],
             registry=registry,
         )
+        self._register_upkeep(registry)
         for state in BREAKER_STATES:
             self.breaker_state.labels(state).set(1.0 if state == "closed" else 0.0)
         for kind in DISRUPTION_TYPES:
@@ -202,6 +206,38 @@ class ServiceMetrics:
         for operation in ("set", "delete"):
             for result in ("ok", "error"):
                 self.cache_requests.labels(operation, result)
+
+    def _register_upkeep(self, registry: CollectorRegistry) -> None:
+        """What keeps the process within its bounds and its shared state in Redis."""
+        for reason in SPAN_DROP_REASONS:
+            self.spans_dropped.labels(reason)
+        self.ratelimit_limits = Gauge(
+            "failure_lab_ratelimit_limits",
+            "Limits the in-process rate limiter holds (one per algorithm and rate).",
+            registry=registry,
+        )
+        self.ratelimit_evictions = Counter(
+            "failure_lab_ratelimit_evictions",
+            "In-process limits forgotten, least recently used first, to stay within "
+            "FAILURE_LAB_MEMORY_RATELIMIT_MAX_KEYS.",
+            registry=registry,
+        )
+        self.db_created_users = Gauge(
+            "failure_lab_db_created_users",
+            "Users created by POST that the simulated table holds.",
+            registry=registry,
+        )
+        self.db_created_evictions = Counter(
+            "failure_lab_db_created_users_evicted",
+            "Created users forgotten, oldest first, to stay within FAILURE_LAB_MAX_CREATED_USERS.",
+            registry=registry,
+        )
+        self.redis_restores = Counter(
+            "failure_lab_redis_state_restored",
+            "Times this process wrote shared state back to a Redis that had lost it, by state.",
+            ["state"],
+            registry=registry,
+        )
 
     def show_breaker(self, state: str, enabled: bool) -> None:
         for name in BREAKER_STATES:

@@ -3,8 +3,10 @@
 The provider is handed explicitly to every instrumentation, so two apps in one process
 (tests, the embedded server) never share span pipelines. Spans are exported over OTLP when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the traces-specific variable) is set; the SDK reads the
-rest of the standard ``OTEL_*`` variables itself. The batch processor is sized from
-settings, counts what it drops, and is flushed when the app shuts down.
+rest of the standard ``OTEL_*`` variables itself, but the export timeout is the project's
+(``span_export_timeout_seconds``). The batch processor (:mod:`simulator.telemetry.span_export`)
+is sized from settings, counts what it drops, and is finished within what is left of the
+shutdown grace when the app stops.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from __future__ import annotations
 import os
 
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from prometheus_client import Counter
 
 from failure_lab.settings import Settings
+from simulator.telemetry.span_export import BoundedBatchProcessor
 
 OTLP_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
@@ -39,46 +41,14 @@ def build_tracer_provider(settings: Settings) -> TracerProvider:
     return TracerProvider(resource=resource)
 
 
-class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """A BatchSpanProcessor that counts the spans it drops when its queue is full.
-
-    The SDK drops the oldest queued span silently (a log line); the count is what an
-    operator needs to see, so it becomes a Prometheus counter.
-    """
-
-    def __init__(
-        self,
-        exporter: SpanExporter,
-        dropped: Counter,
-        *,
-        max_queue_size: int,
-        max_export_batch_size: int,
-        schedule_delay_millis: int,
-    ) -> None:
-        super().__init__(
-            exporter,
-            max_queue_size=max_queue_size,
-            max_export_batch_size=max_export_batch_size,
-            schedule_delay_millis=schedule_delay_millis,
-        )
-        self._dropped = dropped
-        self._capacity = max_queue_size
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if span.context is not None and span.context.trace_flags.sampled:
-            queue = getattr(self._batch_processor, "_queue", None)
-            if queue is not None and len(queue) >= self._capacity:
-                self._dropped.inc()
-        super().on_end(span)
-
-
-def otlp_processor(settings: Settings, dropped: Counter) -> SpanProcessor:
+def otlp_processor(settings: Settings, dropped: Counter) -> BoundedBatchProcessor:
+    """The OTLP/HTTP exporter behind a bounded batch processor; ``dropped`` has a ``reason``."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return CountingBatchSpanProcessor(
-        OTLPSpanExporter(),
-        dropped,
-        max_queue_size=settings.span_queue_size,
-        max_export_batch_size=settings.span_batch_size,
-        schedule_delay_millis=settings.span_schedule_delay_ms,
+    return BoundedBatchProcessor(
+        OTLPSpanExporter(timeout=settings.span_export_timeout_seconds),
+        lambda reason, count: dropped.labels(reason).inc(count),
+        queue_size=settings.span_queue_size,
+        batch_size=settings.span_batch_size,
+        delay_s=settings.span_schedule_delay_ms / 1000,
     )

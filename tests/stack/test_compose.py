@@ -76,8 +76,10 @@ HEALTH_PROBES = {
     "jaeger": ("wget", "http://127.0.0.1:13133/status"),
     "grafana": ("wget", "http://127.0.0.1:3000/api/health"),
     "lb": ("wget", "http://127.0.0.1:8405/health"),
-    "simulator": ("python", "http://127.0.0.1:8001/"),
-    "exporter": ("python", "http://127.0.0.1:8000/"),
+    # Readiness where depends_on waits (the exporter waits for the simulator and its Redis),
+    # liveness where nothing does.
+    "simulator": ("python", "http://127.0.0.1:8001/health/ready"),
+    "exporter": ("python", "http://127.0.0.1:8000/health/live"),
 }
 # Start order: who waits for whom.
 DEPENDENCIES = {
@@ -696,6 +698,8 @@ def test_haproxy_balances_user_requests_and_pins_control_calls() -> None:
         (template,) = [line for line in body if line.startswith("server-template ")]
         assert '"${SIMULATOR_ADDRESS-simulator:8001}"' in template, template
         (defaults,) = [line for line in body if line.startswith("default-server ")]
+        # Liveness: an outage of Redis is the lab's to show, not a reason to take replicas out.
+        assert "http-check send meth GET uri /health/live ver HTTP/1.1 hdr Host localhost" in body
         # Found by DNS, health checked, started before any replica resolves.
         assert {"check", "resolvers", "init-addr"} <= set(defaults.split()), defaults
         # `first` sends to the next server once one is full: no maxconn, so it never is.

@@ -26,6 +26,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from exporter.app import create_exporter_app
+from failure_lab.settings import Settings
+from simulator.app import create_app
 from tests.stack.test_compose import ENV_FILE, IMAGE_VARIABLES, read_env_file
 from tests.support.backends import backend_binary
 
@@ -35,6 +38,7 @@ KUBERNETES_VERSION = "1.37.0"
 """The Kubernetes whose API the manifests are validated against (the newest schemas that
 kubernetes-validate 1.37.0 bundles)."""
 NAMESPACE = "failure-lab"
+_NOWHERE = "http://127.0.0.1:9"
 PROJECT_IMAGE = "failure-lab"
 REPLICAS = 3
 COMPONENTS = {"redis", "simulator", "lb", "exporter", "prometheus", "jaeger", "grafana"}
@@ -274,6 +278,20 @@ def test_the_project_processes_are_probed_for_liveness_and_readiness() -> None:
     for name, container in containers():
         assert "livenessProbe" in container, name
         assert "readinessProbe" in container, name
+
+
+def test_the_probed_paths_are_served() -> None:
+    """The probes ask routes both processes really answer."""
+    simulator = create_app(Settings(), embedded_shim=False)
+    exporter = create_exporter_app(
+        Settings(prometheus_url=_NOWHERE, jaeger_url=_NOWHERE, simulator_url=_NOWHERE)
+    )
+    for name, app in (("simulator", simulator), ("exporter", exporter)):
+        paths = set(app.openapi()["paths"])  # routers are included lazily: ask the document
+        (container,) = pod_spec(name)["containers"]
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if probe in container:
+                assert container[probe]["httpGet"]["path"] in paths, (name, probe)
 
 
 def quantity(value: str | int) -> float:

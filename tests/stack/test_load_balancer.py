@@ -293,13 +293,15 @@ async def test_a_failure_config_put_through_the_proxy_applies_to_every_replica(
 
 
 async def test_one_rate_limit_holds_across_the_replicas(cluster: Cluster) -> None:
-    """60 req/s for 4 s, spread over three replicas, against one fixed-window limit of 10 per
+    """60 req/s for 4 s, spread over the replicas, against one fixed-window limit of 10 per
     second in Redis. The generator sends at exact offsets i/60 s (simulator/generator/
     arrivals.py), so the 4 s touch 4 or 5 one-second windows: 3 full ones, and two partial
     ones with at least 10 requests between them. The algorithm then admits exactly 10 in
     each full window and between 10 and 20 in the two partial ones: from 40 to 50 requests
-    in all. Three limits kept apart would admit about 10 per window on each replica (every
-    replica sees 20 req/s): about three times as many."""
+    in all. Round robin gives these requests to at least two replicas (which ones depends on
+    how they interleave with the background job's: at 60 and 30 req/s over three servers
+    they may fall on two only), each of which gets more than 50: limits kept apart per
+    replica would admit 40 to 50 on each, at least twice the shared limit."""
     algorithm = {"algorithm": "fixed_window"}
     name = "failure_lab_ratelimit_decisions_total"
     allowed_before = await counts(cluster, name, decision="allowed", **algorithm)
@@ -326,9 +328,12 @@ async def test_one_rate_limit_holds_across_the_replicas(cluster: Cluster) -> Non
     limited = [a - b for a, b in zip(limited_after, limited_before, strict=True)]
     assert sum(allowed) + sum(limited) == OFFERED * SECONDS, (allowed, limited)
     assert LIMIT * SECONDS <= sum(allowed) <= LIMIT * (SECONDS + 1), allowed
-    # Every replica took part: each admitted some and refused some.
-    assert all(n > 0 for n in allowed), allowed
-    assert all(n > 0 for n in limited), limited
+    # Spread: two replicas or more each decided more requests than the shared limit admits,
+    # and each of those admitted some and refused some against the one limit.
+    decided = [a + n for a, n in zip(allowed, limited, strict=True)]
+    busy = [i for i, n in enumerate(decided) if n > LIMIT * (SECONDS + 1)]
+    assert len(busy) >= 2, (allowed, limited)
+    assert all(allowed[i] > 0 and limited[i] > 0 for i in busy), (allowed, limited)
 
 
 async def test_prometheus_scrapes_every_replica_and_haproxy(cluster: Cluster) -> None:

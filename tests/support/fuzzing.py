@@ -62,7 +62,9 @@ LOW_LOAD: Final[dict[str, Any]] = {
 }
 
 USER_API: Final = "^/api/v1/users"
-READS: Final = "^/(metrics/json|v1/(metrics/latency|requests/recent|trace/))"
+READS: Final = "^/(metrics/json|v1/(metrics/latency|topology|requests/recent|trace/))"
+WINDOWED: Final = ("/metrics/json", "/v1/metrics/latency", "/v1/topology")
+"""Reads whose ``window`` and ``at`` follow rules a schema cannot state."""
 FORWARDED: Final = "^/v1/(traffic|config|disruptions)"
 DELIBERATE: Final = re.compile(
     r"injected error \d{3}|disruption error_burst |database (error|timeout)|circuit open: "
@@ -137,7 +139,7 @@ def follow_rules_schemas_cannot_state(context: Any, case: Case) -> Case:
         only_errors = isinstance(endpoints, list) and set(endpoints) <= {"GET /api/v1/users/error"}
         if body.get("scenario") == "error_injection" and only_errors:
             body["endpoints"] = "all"
-    elif case.path in ("/metrics/json", "/v1/metrics/latency") and isinstance(query, dict):
+    elif case.path in WINDOWED and isinstance(query, dict):
         _clock_rules(query)
     return case
 

@@ -206,9 +206,9 @@ def test_latency_exemplars_are_gated_and_need_a_trace() -> None:
 # The job API's ``summary`` for the run below, byte for byte: field names, order and values.
 FILLED_SUMMARY = (
     '{"planned":15,"sent":12,"dropped":2,"succeeded":9,"failed":3,"late_sends":3,'
-    '"elapsed_seconds":3.25,"achieved_rps":4.8,"latency_ms":{"p50":15.0,"p95":19.65,'
-    '"p99":19.93},"service_latency_ms":{"p50":14.75,"p95":18.975,"p99":19.395},'
-    '"send_lag_ms":{"p50":0.875,"p95":1.6625,"p99":1.7325},'
+    '"elapsed_seconds":3.25,"achieved_rps":4.8,"latency_ms":{"p50":16.0,"p95":21.45,'
+    '"p99":21.89},"service_latency_ms":{"p50":15.5,"p95":21.0,"p99":21.0},'
+    '"send_lag_ms":{"p50":1.375,"p95":2.6125,"p99":2.7225},'
     '"slowest":[{"request_id":"00000000-0000-0000-0000-00000000100b","latency_ms":22.0},'
     '{"request_id":"00000000-0000-0000-0000-000000001009","latency_ms":21.0},'
     '{"request_id":"00000000-0000-0000-0000-000000001007","latency_ms":20.0},'
@@ -231,9 +231,9 @@ EMPTY_SUMMARY = (
 
 
 def _filled_run() -> tuple[LiveStats, RunSamples]:
-    """12 requests (every fourth failed, every fifth late), 2 dropped; room for 8 samples."""
+    """12 requests (every fourth failed, every fifth late), 2 dropped; room for every sample."""
     live = LiveStats()
-    samples = RunSamples(capacity=8)
+    samples = RunSamples(capacity=12)
     for i in range(12):
         live.record_sent(100.0 + i * 0.1, late=i % 5 == 0)
         samples.add_send_lag(0.25 * i)
