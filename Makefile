@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 SYNCED := $(VENV)/.synced
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UV_VERSION := 0.13.8
-# Debian packages: the test suite starts a real redis-server and opens the HTML report and
-# /docs in a real headless chromium; benchmarks use wrk. Prometheus and promtool come from
-# `make backends`, at the version of .env.
-APT_PACKAGES := redis-server wrk chromium
+# Debian packages: the test suite starts a real redis-server, runs the stack's load balancer
+# (haproxy/haproxy.cfg) with HAProxy and the DNS it finds replicas by with dnsmasq, and opens
+# the HTML report and /docs in a real headless chromium; benchmarks use wrk. Prometheus,
+# promtool and kustomize come from `make backends`, at the versions of .env.
+APT_PACKAGES := redis-server wrk chromium haproxy dnsmasq-base
 
 .PHONY: demo serve test lint typecheck pytest backends system-deps bench clean
 
@@ -33,8 +34,8 @@ typecheck: $(SYNCED)
 pytest: system-deps backends $(SYNCED)
 	$(BIN)/pytest
 
-# Prometheus and promtool, Jaeger and vegeta at the versions of .env, built from their Go
-# modules into ~/.cache/failure-lab/backends (FAILURE_LAB_BACKENDS_DIR) the first time only.
+# Prometheus and promtool, Jaeger, vegeta and kustomize at the versions of .env, built from
+# their Go modules into ~/.cache/failure-lab/backends (FAILURE_LAB_BACKENDS_DIR) the first time only.
 backends:
 	scripts/backends.sh
 
@@ -47,6 +48,8 @@ system-deps:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	PATH="$$PATH:/usr/sbin" command -v dnsmasq >/dev/null || missing="$$missing dnsmasq-base"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds the programs the stack pins in .env from their Go modules, so that tests can run the
-# same versions of Prometheus (with promtool) and Jaeger as docker-compose.yml, and vegeta as
-# the load-tool peer of the traffic generator, on a machine without Docker.
+# same versions of Prometheus (with promtool) and Jaeger as docker-compose.yml, vegeta as
+# the load-tool peer of the traffic generator, and kustomize, which builds the Kubernetes
+# manifests of deploy/kubernetes, on a machine without Docker.
 #
 #   scripts/backends.sh                build whatever is missing, then print versions and paths
 #   scripts/backends.sh path NAME      print the path of one built program (prometheus,
-#                                      promtool, jaeger, vegeta); exit 1 if it is not built
+#                                      promtool, jaeger, vegeta, kustomize); exit 1 if it is
+#                                      not built
 #   scripts/backends.sh versions       print the pinned versions as NAME=VALUE lines
 #
 # Versions come from .env; a variable set in the environment wins, as with docker compose.
@@ -83,6 +85,11 @@ load_versions() {
 	[[ $VEGETA_MODULE_VERSION =~ ^v12\.[0-9]+\.[0-9]+$ ]] ||
 		die "VEGETA_VERSION $VEGETA_MODULE_VERSION is not v12.Y.Z"
 	VEGETA_VERSION=${VEGETA_MODULE_VERSION#v}
+
+	KUSTOMIZE_MODULE_VERSION=$(setting KUSTOMIZE_VERSION)
+	[[ $KUSTOMIZE_MODULE_VERSION =~ ^v5\.[0-9]+\.[0-9]+$ ]] ||
+		die "KUSTOMIZE_VERSION $KUSTOMIZE_MODULE_VERSION is not v5.Y.Z"
+	KUSTOMIZE_VERSION=${KUSTOMIZE_MODULE_VERSION#v}
 }
 
 # The folder a program is built into, and the version its --version output must state.
@@ -91,7 +98,8 @@ program_dir() {
 	prometheus | promtool) printf '%s\n' "$BACKENDS_DIR/prometheus-$PROMETHEUS_VERSION" ;;
 	jaeger) printf '%s\n' "$BACKENDS_DIR/jaeger-$JAEGER_VERSION" ;;
 	vegeta) printf '%s\n' "$BACKENDS_DIR/vegeta-$VEGETA_VERSION" ;;
-	*) die "unknown program $1 (known: prometheus, promtool, jaeger, vegeta)" ;;
+	kustomize) printf '%s\n' "$BACKENDS_DIR/kustomize-$KUSTOMIZE_VERSION" ;;
+	*) die "unknown program $1 (known: prometheus, promtool, jaeger, vegeta, kustomize)" ;;
 	esac
 }
 
@@ -100,6 +108,7 @@ program_version() {
 	prometheus | promtool) printf '%s\n' "$PROMETHEUS_VERSION" ;;
 	jaeger) printf '%s\n' "$JAEGER_VERSION" ;;
 	vegeta) printf '%s\n' "$VEGETA_VERSION" ;;
+	kustomize) printf '%s\n' "$KUSTOMIZE_VERSION" ;;
 	esac
 }
 
@@ -108,7 +117,11 @@ runs() {
 	local name=$1 binary output
 	binary=$(program_dir "$name")/$name
 	[[ -x $binary ]] || return 1
-	output=$("$binary" --version 2>&1) || return 1
+	if [[ $name == kustomize ]]; then
+		output=$("$binary" version 2>&1) || return 1 # no --version flag
+	else
+		output=$("$binary" --version 2>&1) || return 1
+	fi
 	[[ $output == *"$(program_version "$name")"* ]]
 }
 
@@ -178,6 +191,15 @@ build_vegeta() {
 	(cd "$src" && "$GO" build -trimpath -tags netgo -ldflags "$flags" -o "$out/vegeta" .)
 }
 
+build_kustomize() {
+	local out=$1 src=$2 time flags
+	time=$(module_source "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_MODULE_VERSION" "$src")
+	# What kustomize's release builds set (api/provenance): the tag and the build date.
+	flags="-X sigs.k8s.io/kustomize/api/provenance.version=$KUSTOMIZE_MODULE_VERSION"
+	flags+=" -X sigs.k8s.io/kustomize/api/provenance.buildDate=$time"
+	(cd "$src" && "$GO" build -trimpath -ldflags "$flags" -o "$out/kustomize" .)
+}
+
 # build NAME PROGRAM...: builds NAME's programs unless they all run already.
 build() {
 	local name=$1 program dir tmp start
@@ -239,6 +261,7 @@ main() {
 		printf 'prometheus=%s\nprometheus_module=%s\njaeger=%s\njaeger_module=%s\nvegeta=%s\n' \
 			"$PROMETHEUS_VERSION" "$PROMETHEUS_MODULE_VERSION" "$JAEGER_VERSION" \
 			"$JAEGER_MODULE_VERSION" "$VEGETA_VERSION"
+		printf 'kustomize=%s\n' "$KUSTOMIZE_VERSION"
 		return
 		;;
 	"") ;;
@@ -262,8 +285,9 @@ main() {
 	build prometheus prometheus promtool
 	build jaeger jaeger
 	build vegeta vegeta
+	build kustomize kustomize
 	echo "backends: ready in $((SECONDS - start)) s"
-	for program in prometheus promtool jaeger vegeta; do
+	for program in prometheus promtool jaeger vegeta kustomize; do
 		printf '  %-10s %-8s %s\n' "$program" "$(program_version "$program")" \
 			"$(program_dir "$program")/$program"
 	done

@@ -1,8 +1,10 @@
 """A real Prometheus running the project's own ``prometheus/prometheus.yml`` and rules.
 
 The configuration is the committed one, loaded and changed only where a test must: targets
-point at the test's loopback ports, intervals are 1 s so a test sees data within seconds, and
-rule files are absolute paths (optionally replaced by test copies). Job names, metrics paths
+point at the test's loopback ports (static targets in place of the committed service
+discovery, such as the simulator job's DNS lookup of every replica), intervals are 1 s so a
+test sees data within seconds, and rule files are absolute paths (optionally replaced by test
+copies). A job the test runs nothing for may be left out (``None``). Job names, metrics paths
 and everything else stay as committed, so the recording rules and dashboards are exercised
 against the labels they will really see.
 """
@@ -24,13 +26,13 @@ from tests.support.prometheus import PrometheusProcess
 T = TypeVar("T")
 
 
-def project_config(
-    targets: Mapping[str, str | Sequence[str]],
-    rules: Sequence[Path],
-    interval: str = "1s",
-) -> dict[str, Any]:
-    """The committed config with job ``name``'s targets replaced by ``targets[name]`` (one
-    ``host:port``, or several: replicas of the job)."""
+Targets = Mapping[str, str | Sequence[str] | None]
+"""Job name -> one ``host:port``, several (replicas of the job), or None: the job left out."""
+
+
+def project_config(targets: Targets, rules: Sequence[Path], interval: str = "1s") -> dict[str, Any]:
+    """The committed config with job ``name``'s targets replaced by static ``targets[name]``,
+    whatever service discovery the committed job uses; jobs mapped to None are left out."""
     document: dict[str, Any] = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     document["global"].update(
         scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval
@@ -39,21 +41,25 @@ def project_config(
     jobs = {job["job_name"] for job in document["scrape_configs"]}
     if jobs != set(targets):
         raise AssertionError(f"the config scrapes {sorted(jobs)}, the test has {sorted(targets)}")
+    kept = []
     for job in document["scrape_configs"]:
         chosen = targets[job["job_name"]]
+        if chosen is None:
+            continue
+        for key in [key for key in job if key.endswith("_sd_configs")]:
+            del job[key]
         job["static_configs"] = [{"targets": [chosen] if isinstance(chosen, str) else list(chosen)}]
+        kept.append(job)
+    document["scrape_configs"] = kept
     return document
 
 
 class ProjectPrometheus(PrometheusProcess):
     """``prometheus`` with the project's config; ``targets`` maps job name to ``host:port``
-    (the ``prometheus`` job is pointed at this process itself)."""
+    (see ``Targets``; the ``prometheus`` job is pointed at this process itself)."""
 
     def __init__(
-        self,
-        workdir: Path,
-        targets: Mapping[str, str | Sequence[str]],
-        rules: Sequence[Path] | None = None,
+        self, workdir: Path, targets: Targets, rules: Sequence[Path] | None = None
     ) -> None:
         chosen = rule_files() if rules is None else rules
         super().__init__(

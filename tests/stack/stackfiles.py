@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,9 @@ RUNBOOKS = PROMETHEUS_DIR / "RUNBOOKS.md"
 GRAFANA_DIR = ROOT / "grafana"
 PROVISIONING = GRAFANA_DIR / "provisioning"
 DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
+REPLICAS_DASHBOARD = DASHBOARDS_DIR / "replicas.json"
+"""The per-replica view. Its HAProxy panels need the load balancer, so its queries run in
+``test_load_balancer.py`` (replicas behind a real HAProxy), not in ``test_live_stack.py``."""
 
 # What Grafana puts in place of its interval variables; 15 s is $__rate_interval for a
 # 1 s scrape interval at Grafana's default resolution, and long enough for a few scrapes.
@@ -150,8 +153,14 @@ def prometheus_queries(path: Path) -> list[PromQuery]:
     return found
 
 
-def all_prometheus_queries() -> list[PromQuery]:
-    return [query for path in dashboard_paths() for query in prometheus_queries(path)]
+def all_prometheus_queries(exclude: Collection[Path] = ()) -> list[PromQuery]:
+    """Every Prometheus expression of every dashboard but those in ``exclude``."""
+    return [
+        query
+        for path in dashboard_paths()
+        if path not in exclude
+        for query in prometheus_queries(path)
+    ]
 
 
 # --- PromQL text ---------------------------------------------------------------------------

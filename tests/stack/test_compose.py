@@ -1,13 +1,15 @@
-"""Static checks of the compose stack: docker-compose.yml, .env, Dockerfile, jaeger/config.yaml.
+"""Static checks of the compose stack: docker-compose.yml, .env, Dockerfile, jaeger/config.yaml,
+and how haproxy/haproxy.cfg and prometheus/prometheus.yml are wired into it.
 
 Docker cannot run on the machines that run the tests, so what `docker compose up` would
 find out the hard way is checked here instead: every service and image is there and pinned,
 every variable is defined (except the Grafana admin password, which must come from the
 environment), every mounted path exists, ports, health checks and start order agree, the
-simulator and the shim point at the right services, the file matches the Compose
-Specification, the image is built from the lock and runs as a non-root user, and Jaeger's
-configuration receives OTLP where the simulator sends it and serves the API where the shim
-reads it.
+simulator and the shim point at the right services, the simulator can be scaled (no fixed
+name or host port; HAProxy and Prometheus find its replicas by DNS), the file matches the
+Compose Specification, the image is built from the lock and runs as a non-root user, and
+Jaeger's configuration receives OTLP where the simulator sends it and serves the API where the
+shim reads it. HAProxy itself runs in ``test_load_balancer.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ ENV_FILE = ROOT / ".env"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 JAEGER_CONFIG = ROOT / "jaeger" / "config.yaml"
+HAPROXY_CONFIG = ROOT / "haproxy" / "haproxy.cfg"
+PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
+# Where the HAProxy image's own command (`haproxy -f ...`) reads its configuration.
+HAPROXY_IMAGE_CONFIG = "/usr/local/etc/haproxy/haproxy.cfg"
 COMPOSE_SCHEMA = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
 
 SECRET = "GRAFANA_ADMIN_PASSWORD"
@@ -49,6 +55,7 @@ IMAGE_VARIABLES = {
     "prometheus": "PROMETHEUS_IMAGE",
     "jaeger": "JAEGER_IMAGE",
     "grafana": "GRAFANA_IMAGE",
+    "lb": "HAPROXY_IMAGE",
 }
 BUILT_SERVICES = ("simulator", "exporter")
 SERVICES = {*IMAGE_VARIABLES, *BUILT_SERVICES}
@@ -57,15 +64,18 @@ PORTS = {
     "prometheus": {9090},
     "jaeger": {16686, 4317, 4318},
     "grafana": {3000},
-    "simulator": {8001},
+    "lb": {8080, 8405},
+    "simulator": set(),  # replicas are reached through lb, never by a host port
     "exporter": {8000},
 }
+SIMULATOR_PORT = 8001
 # What each health check must run (a tool present in that image) and where it must look.
 HEALTH_PROBES = {
     "redis": ("redis-cli", "ping"),
     "prometheus": ("wget", "http://127.0.0.1:9090/-/ready"),
     "jaeger": ("wget", "http://127.0.0.1:13133/status"),
     "grafana": ("wget", "http://127.0.0.1:3000/api/health"),
+    "lb": ("wget", "http://127.0.0.1:8405/health"),
     # Readiness where depends_on waits (the exporter waits for the simulator and its Redis),
     # liveness where nothing does.
     "simulator": ("python", "http://127.0.0.1:8001/health/ready"),
@@ -78,7 +88,8 @@ DEPENDENCIES = {
     "jaeger": set(),
     "grafana": {"prometheus", "jaeger"},
     "simulator": {"redis", "jaeger"},
-    "exporter": {"simulator", "prometheus", "jaeger"},
+    "lb": {"simulator"},
+    "exporter": {"simulator", "lb", "prometheus", "jaeger"},
 }
 # Every bind mount: host path (relative to the repository) -> container path.
 BIND_MOUNTS = {
@@ -88,6 +99,7 @@ BIND_MOUNTS = {
         "grafana/provisioning": "/etc/grafana/provisioning",
         "grafana/dashboards": "/var/lib/grafana/dashboards",
     },
+    "lb": {"haproxy/haproxy.cfg": HAPROXY_IMAGE_CONFIG},
 }
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 SKIPPED_DIRS = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__"}
@@ -270,7 +282,7 @@ def jaeger() -> dict[str, Any]:
 # ---- docker-compose.yml and .env -------------------------------------------------------------
 
 
-def test_the_six_services(services: dict[str, dict[str, Any]]) -> None:
+def test_the_seven_services(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) == SERVICES
 
 
@@ -394,7 +406,7 @@ def test_project_services_listen_on_their_published_port(
     command = command_of(services[name])
     assert command[0] == name
     assert flag(command, "--host") == "0.0.0.0"
-    assert {int(flag(command, "--port"))} == PORTS[name]
+    assert {int(flag(command, "--port"))} == (PORTS[name] or {SIMULATOR_PORT})
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -472,10 +484,10 @@ def test_exporter_reads_the_right_services(
 ) -> None:
     env = environment(services["exporter"])
     query_port = listen_port(jaeger["extensions"]["jaeger_query"]["http"]["endpoint"])
-    simulator_port = int(flag(command_of(services["simulator"]), "--port"))
     assert host_and_port(env["FAILURE_LAB_PROMETHEUS_URL"]) == ("prometheus", 9090)
     assert host_and_port(env["FAILURE_LAB_JAEGER_URL"]) == ("jaeger", query_port)
-    assert host_and_port(env["FAILURE_LAB_SIMULATOR_URL"]) == ("simulator", simulator_port)
+    # Control calls go through the load balancer, which sends them all to one replica.
+    assert host_and_port(env["FAILURE_LAB_SIMULATOR_URL"]) == ("lb", haproxy_port("FRONTEND_BIND"))
     # The shim looks traces up under the service name the simulator exports them with.
     default = Settings.model_fields["service_name"].default
     service_name = env.get("FAILURE_LAB_SERVICE_NAME", default)
@@ -610,3 +622,122 @@ def test_jaeger_stores_a_bounded_number_of_traces_in_memory(jaeger: dict[str, An
     max_traces = backends[store]["memory"]["max_traces"]
     assert isinstance(max_traces, int)
     assert max_traces > 0
+
+
+# ---- the load balancer and the replicas ------------------------------------------------------
+
+
+def haproxy_lines() -> list[str]:
+    """haproxy.cfg's lines, comments and blank lines dropped, whitespace collapsed."""
+    lines = []
+    for raw in HAPROXY_CONFIG.read_text(encoding="utf-8").splitlines():
+        line = " ".join(raw.split("#", 1)[0].split())
+        if line:
+            lines.append(line)
+    return lines
+
+
+def haproxy_default(variable: str) -> str:
+    """The default of ``"${VARIABLE-default}"`` in haproxy.cfg (one default per variable)."""
+    found = {
+        match
+        for line in haproxy_lines()
+        for match in re.findall(rf"\$\{{{variable}-([^}}]*)\}}", line)
+    }
+    assert len(found) == 1, f"{variable}: defaults {found}"
+    return found.pop()
+
+
+def haproxy_port(variable: str) -> int:
+    """The port of a ``bind "${VARIABLE-:port}"`` line."""
+    return int(haproxy_default(variable).rsplit(":", 1)[1])
+
+
+def test_the_simulator_scales(services: dict[str, dict[str, Any]]) -> None:
+    """`--scale simulator=N` needs a service nothing ties to one container."""
+    simulator = services["simulator"]
+    assert "container_name" not in simulator
+    assert "hostname" not in simulator
+    assert not simulator.get("ports"), "a published host port allows one replica only"
+    assert "deploy" not in simulator, "the replica count is --scale's"
+
+
+def test_the_load_balancer_is_wired(services: dict[str, dict[str, Any]]) -> None:
+    lb = services["lb"]
+    # The mounted file is the one the image's own command reads; nothing overrides it.
+    assert "command" not in lb
+    assert "entrypoint" not in lb
+    assert {split_volume(spec)[1] for spec in lb["volumes"]} == {HAPROXY_IMAGE_CONFIG}
+    # It listens where compose publishes it: the API and its own metrics.
+    assert {haproxy_port("FRONTEND_BIND"), haproxy_port("STATS_BIND")} == PORTS["lb"]
+    # It looks the replicas up by the service's name, at the port they listen on.
+    simulator_port = int(flag(command_of(services["simulator"]), "--port"))
+    assert haproxy_default("SIMULATOR_ADDRESS") == f"simulator:{simulator_port}"
+    # The traffic generator sends through it, so a job's load is spread over the replicas.
+    env = environment(services["simulator"])
+    assert host_and_port(env["FAILURE_LAB_TARGET_URL"]) == ("lb", haproxy_port("FRONTEND_BIND"))
+
+
+def test_haproxy_balances_user_requests_and_pins_control_calls() -> None:
+    lines = haproxy_lines()
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in lines:
+        if line.split()[0] in {"global", "defaults", "resolvers", "frontend", "backend"}:
+            current = line
+            sections[current] = []
+        else:
+            sections[current].append(line)
+    frontend = sections["frontend simulator"]
+    assert "use_backend users if { path_beg /api/ }" in frontend
+    assert "default_backend control" in frontend
+    assert "balance roundrobin" in sections["backend users"]
+    assert "balance first" in sections["backend control"]
+    for backend in ("backend users", "backend control"):
+        body = sections[backend]
+        (template,) = [line for line in body if line.startswith("server-template ")]
+        assert '"${SIMULATOR_ADDRESS-simulator:8001}"' in template, template
+        (defaults,) = [line for line in body if line.startswith("default-server ")]
+        # Liveness: an outage of Redis is the lab's to show, not a reason to take replicas out.
+        assert "http-check send meth GET uri /health/live ver HTTP/1.1 hdr Host localhost" in body
+        # Found by DNS, health checked, started before any replica resolves.
+        assert {"check", "resolvers", "init-addr"} <= set(defaults.split()), defaults
+        # `first` sends to the next server once one is full: no maxconn, so it never is.
+        assert "maxconn" not in defaults
+    assert "parse-resolv-conf" in sections["resolvers docker"]
+    stats = sections["frontend stats"]
+    assert "http-request use-service prometheus-exporter if { path /metrics }" in stats
+    assert "monitor-uri /health" in stats
+
+
+def test_haproxy_waits_longer_than_the_shim_for_a_replica() -> None:
+    """A forwarded burst may take the shim's whole forward timeout; HAProxy must not cut it
+    first with a bare 504."""
+    timeouts = {
+        line.split()[1]: line.split()[2] for line in haproxy_lines() if line.startswith("timeout ")
+    }
+    seconds = float(timeouts["server"].removesuffix("s"))
+    assert seconds > Settings.model_fields["forward_timeout_seconds"].default
+    assert float(timeouts["client"].removesuffix("s")) >= seconds
+
+
+def test_prometheus_finds_every_replica_by_dns(services: dict[str, dict[str, Any]]) -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    simulator = jobs["simulator"]
+    assert "static_configs" not in simulator
+    (lookup,) = simulator["dns_sd_configs"]
+    simulator_port = int(flag(command_of(services["simulator"]), "--port"))
+    assert lookup["names"] == ["simulator"]
+    assert lookup["type"] == "A"
+    assert lookup["port"] == simulator_port
+    assert jobs["haproxy"]["static_configs"] == [{"targets": [f"lb:{haproxy_port('STATS_BIND')}"]}]
+
+
+def test_dockerignore_leaves_out_the_stack_files() -> None:
+    patterns = {
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {"haproxy", "deploy"} <= patterns

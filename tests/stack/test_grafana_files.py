@@ -2,9 +2,10 @@
 
 Grafana cannot run here, so what it would refuse or silently show empty is checked from the
 files: the dashboards through the models of Grafana's foundation SDK (``grafana_model.py``),
-datasource uids against provisioning, and every metric a query reads against the names the simulator
-and the exporter really serve or the recording rules record. Whether each query returns data
-is checked against a real Prometheus in ``test_live_stack.py``.
+datasource uids against provisioning, and every metric a query reads against the names the
+simulator, the exporter and HAProxy really serve or the recording rules record. Whether each
+query returns data is checked against a real Prometheus in ``test_live_stack.py`` (one replica) and
+``test_load_balancer.py`` (the per-replica dashboard: replicas behind HAProxy).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def datasource_refs(node: Any) -> list[dict[str, Any]]:
     return found
 
 
-def test_both_dashboards_exist() -> None:
-    assert set(DASHBOARDS) == {"overview", "traces"}
+def test_the_three_dashboards_exist() -> None:
+    assert set(DASHBOARDS) == {"overview", "traces", "replicas"}
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
@@ -317,3 +318,22 @@ def test_no_trace_id_query_runs_while_its_variable_can_be_empty(name: str) -> No
     assert [panel["title"] for panel in lookups if id(panel) not in collapsed] == []
     if name == "traces":
         assert [panel["type"] for panel in lookups] == ["traces"]
+
+
+def test_the_replicas_dashboard_shows_each_replica_and_haproxy() -> None:
+    replicas = load_dashboard(DASHBOARDS["replicas"])
+    exprs = [t["expr"] for p in panels(replicas) for t in p.get("targets", [])]
+    by_instance = " ".join(e for e in exprs if "by (instance" in e)
+    # Rate, errors and p99 of each replica.
+    assert "failure_lab_http_requests_total" in by_instance
+    assert 'status=~"5..|429"' in by_instance
+    assert "histogram_quantile(0.99" in by_instance
+    assert "failure_lab_http_request_duration_seconds_bucket" in by_instance
+    # HAProxy: servers per backend, per-server responses, health checks.
+    read = set().union(*(metric_names(substitute(e)) for e in exprs))
+    assert {
+        "haproxy_backend_active_servers",
+        "haproxy_server_status",
+        "haproxy_server_http_responses_total",
+        "haproxy_server_check_failures_total",
+    } <= read

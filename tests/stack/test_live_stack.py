@@ -12,7 +12,9 @@ then wait, each within a bound, for what a user of the stack would see.
 Only one thing differs from the committed rules: the alerting rules are loaded from a copy
 whose ``for:`` durations are cut to 2 s, so HighErrorRate fires within the test's time
 instead of after a minute. The ``for:`` behaviour itself is covered by the promtool unit
-tests.
+tests. One simulator and no load balancer run here: the config's ``haproxy`` job is left
+out, and the per-replica dashboard (HAProxy's panels among them) is run against replicas
+behind a real HAProxy in ``test_load_balancer.py``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from tests.stack.live import ProjectPrometheus, eventually
 from tests.stack.stackfiles import (
     DASHBOARDS_DIR,
     PROVISIONING,
+    REPLICAS_DASHBOARD,
     RULES_DIR,
     PromQuery,
     all_prometheus_queries,
@@ -106,7 +109,7 @@ MAY_BE_ZERO = (
     re.compile(r"'Generator target vs achieved rate' target C"),  # dropped requests
 )
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-QUERIES = all_prometheus_queries()
+QUERIES = all_prometheus_queries(exclude=[REPLICAS_DASHBOARD])
 OVERVIEW = DASHBOARDS_DIR / "overview.json"
 
 
@@ -219,7 +222,11 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     simulator_app = create_app(Settings(port=sim_port), embedded_shim=False)
     prometheus = ProjectPrometheus(
         workdir,
-        {"simulator": f"127.0.0.1:{sim_port}", "exporter": f"127.0.0.1:{exporter_port}"},
+        {
+            "simulator": f"127.0.0.1:{sim_port}",
+            "exporter": f"127.0.0.1:{exporter_port}",
+            "haproxy": None,
+        },
         rules=[RULES_DIR / "recording.yml", short_for_alerts(workdir)],
     )
     exporter_app = create_exporter_app(
@@ -431,7 +438,7 @@ async def test_latency_exemplars_carry_trace_ids(stack: Stack) -> None:
     )
     assert all(TRACE_ID.match(trace_id) for trace_id in trace_ids(result)), trace_ids(result)
     # Grafana asks for exemplars with the panel's own expression.
-    for query in all_prometheus_queries():
+    for query in QUERIES:
         if query.exemplar:
             found = await stack.prometheus.exemplars(query.promql)
             assert trace_ids(found), query

@@ -73,7 +73,7 @@ async def replicas(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Re
     instances = [f"127.0.0.1:{port}" for port in ports]
     prometheus = ProjectPrometheus(
         workdir,
-        {"simulator": instances, "exporter": f"127.0.0.1:{exporter_port}"},
+        {"simulator": instances, "exporter": f"127.0.0.1:{exporter_port}", "haproxy": None},
         rules=[],
     )
     exporter_app = create_exporter_app(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -63,12 +64,21 @@ def test_config_scrapes_the_stack_services_every_5s() -> None:
     assert config["global"]["scrape_interval"] == "5s"
     assert config["global"]["evaluation_interval"] == "5s"
     assert config["rule_files"] == ["rules/*.yml"]
+
+    def targets(job: dict[str, Any]) -> list[str]:
+        if "dns_sd_configs" in job:  # every replica: one A record each
+            (lookup,) = job["dns_sd_configs"]
+            return [f"{name}:{lookup['port']} (DNS {lookup['type']})" for name in lookup["names"]]
+        targets: list[str] = job["static_configs"][0]["targets"]
+        return targets
+
     jobs = {
-        job["job_name"]: (job.get("metrics_path", "/metrics"), job["static_configs"][0]["targets"])
+        job["job_name"]: (job.get("metrics_path", "/metrics"), targets(job))
         for job in config["scrape_configs"]
     }
     assert jobs == {
-        "simulator": ("/metrics", ["simulator:8001"]),
+        "simulator": ("/metrics", ["simulator:8001 (DNS A)"]),
+        "haproxy": ("/metrics", ["lb:8405"]),
         "exporter": ("/metrics", ["exporter:8000"]),
         "prometheus": ("/metrics", ["localhost:9090"]),
     }

@@ -1,4 +1,5 @@
-"""Prometheus, promtool, Jaeger and vegeta as ``make backends`` builds them for the tests.
+"""Prometheus, promtool, Jaeger, vegeta and kustomize as ``make backends`` builds them for the
+tests.
 
 The stack runs these programs at the versions ``.env`` pins for docker compose; tests that
 need them take the same versions, built from their Go modules by ``scripts/backends.sh`` into
@@ -20,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "backends.sh"
 
-Program = Literal["prometheus", "promtool", "jaeger", "vegeta"]
+Program = Literal["prometheus", "promtool", "jaeger", "vegeta", "kustomize"]
 
 
 def _script(*args: str) -> subprocess.CompletedProcess[str]:
@@ -52,5 +53,5 @@ def _versions() -> tuple[tuple[str, str], ...]:
 def pinned_versions() -> dict[str, str]:
     """The versions ``.env`` pins: ``prometheus`` (3.13.1), ``prometheus_module`` (its Go
     module version, v0.313.1), ``jaeger`` (2.12.0), ``jaeger_module`` (v1.75.0) and
-    ``vegeta`` (12.13.0)."""
+    ``vegeta`` (12.13.0) and ``kustomize`` (5.8.2)."""
     return dict(_versions())
