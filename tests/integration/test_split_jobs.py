@@ -6,6 +6,8 @@ or the server shuts down."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 import signal
 import uuid
@@ -16,10 +18,14 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
+from rich.console import Console
+from typer.testing import CliRunner
 
+from simulator.cli import app as cli
 from simulator.generator.engine import JOB_ID_ATTRIBUTE, SEND_LAG_ATTRIBUTE
 from simulator.generator.split import WORKER_MODULE
 from simulator.generator.stats import percentiles
+from simulator.scenario.session import RUN_FAILED, run_file
 from tests.integration.test_scenario_jobs import events
 from tests.support.labs import BURST_PAYLOAD, Lab, running_lab, sample
 
@@ -261,3 +267,59 @@ async def test_by_default_a_job_runs_in_this_process_only() -> None:
     assert "FAILURE_LAB_MAX_WORKERS" in refused.json()["detail"]
     assert burst.status_code == 422
     assert "workers applies to sustained mode only" in str(burst.json()["detail"])
+
+
+TWO_PHASES = """\
+name: split
+phases:
+  - {name: first, scenario: normal, duration: 2, max_rps: 60}
+  - {name: second, scenario: peak, duration: 2, max_rps: 60}
+checks:
+  - {metric: achieved_rate_ratio, above: 0.95}
+"""
+
+
+async def test_failure_lab_run_splits_every_phase_over_the_workers_asked_for(
+    tmp_path: Path,
+) -> None:
+    scenario = tmp_path / "split.yaml"
+    scenario.write_text(TWO_PHASES)
+    async with split_lab() as lab:
+        out = io.StringIO()
+        target = str(lab.http.base_url)
+        common: dict[str, Any] = {"target": target, "settle_seconds": 0.5, "workers": 2}
+        code = await run_file(
+            scenario, report_path=tmp_path / "r.json", console=Console(file=out), **common
+        )
+        jobs = (await lab.http.get("/v1/traffic/jobs")).json()
+        common["workers"] = 3  # more than the target allows
+        refused = await run_file(
+            scenario, report_path=tmp_path / "no.json", console=Console(file=out), **common
+        )
+    assert code == 0, out.getvalue()
+    assert [(job["name"], job["workers"], job["status"]) for job in jobs] == [
+        ("second", 2, "completed"),
+        ("first", 2, "completed"),
+    ]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [p["generator"]["sent"] for p in report["phases"]] == [
+        job["summary"]["sent"] for job in reversed(jobs)
+    ]
+    assert refused == RUN_FAILED
+    assert "FAILURE_LAB_MAX_WORKERS" in out.getvalue()
+
+
+def test_the_embedded_default_allows_the_workers_a_run_asks_for(tmp_path: Path) -> None:
+    scenario = tmp_path / "split.yaml"
+    scenario.write_text(TWO_PHASES)
+    result = CliRunner().invoke(
+        cli,
+        ["run", str(scenario), "--workers", "2", "--output", "json", "--report",
+         str(tmp_path / "r.json")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    started = [event for event in events if event["event"] == "phase_started"]
+    assert [event["workers"] for event in started] == [2, 2]
+    assert events[-1]["verdict"] == "pass"
+    assert worker_pids() == []
