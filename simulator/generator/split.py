@@ -70,7 +70,7 @@ class WorkerFailed(Exception):
 class SplitResult:
     summary: JobSummary
     cpu_seconds: tuple[float, ...]
-    """CPU time each worker process used."""
+    """CPU time each worker process used while it ran its segment."""
 
 
 class _Process:
@@ -243,9 +243,8 @@ class SplitRunner:
                 await process.send(Start(at))
             await _follow_all(processes, books, grace)
             return _result(planned, spec.duration, books, at)
-        finally:
-            deadline = time.monotonic() + grace
-            await asyncio.gather(*(process.reap(deadline) for process in processes))
+        finally:  # finished: they exit once their spans are flushed; else, already stopped
+            await _reap(processes, time.monotonic() + grace)
             books.close()
 
 
@@ -283,8 +282,8 @@ async def _follow(index: int, process: _Process, books: _Books) -> None:
 
 
 async def _follow_all(processes: list[_Process], books: _Books, grace: float) -> None:
-    """Until every worker finished; stopped (or one failing), the others are stopped and
-    their last totals awaited within ``grace`` seconds."""
+    """Until every worker finished. Stopped (or one failing), every worker is told to stop,
+    their last totals are awaited and they are reaped, all within ``grace`` seconds."""
     followers = [
         asyncio.create_task(_follow(index, process, books))
         for index, process in enumerate(processes)
@@ -294,15 +293,21 @@ async def _follow_all(processes: list[_Process], books: _Books, grace: float) ->
         for task in done:
             task.result()
     except BaseException:
+        deadline = time.monotonic() + grace
         for process in processes:
             await process.send(Stop())
         running = [task for task in followers if not task.done()]
         if running:
-            await asyncio.wait(running, timeout=grace)
+            await asyncio.wait(running, timeout=max(0.0, deadline - time.monotonic()))
         for task in followers:
             task.cancel()
         await asyncio.wait(followers)
+        await _reap(processes, deadline)
         raise
+
+
+async def _reap(processes: list[_Process], deadline: float) -> None:
+    await asyncio.gather(*(process.reap(deadline) for process in processes))
 
 
 def _result(planned: int, duration: float, books: _Books, at: float) -> SplitResult:

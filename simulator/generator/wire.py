@@ -76,7 +76,7 @@ class Finished:
     """The run's samples; None when it was stopped."""
     ended: float
     cpu_seconds: float
-    """CPU time the worker process used, all of it."""
+    """CPU time the worker process used from the start instant on (its threads too)."""
 
 
 @dataclass(frozen=True, slots=True)

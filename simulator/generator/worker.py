@@ -10,9 +10,10 @@ with its samples (``Finished``) or why it could not (``Failed``).
 
 ``Stop`` on stdin, or stdin closing (the job's process is gone), stops the run the way a
 cancelled job stops: no more sends, requests in flight get the drain timeout (at most half
-the shutdown grace, so the whole stop fits in it). Ctrl-C is left to the job's process,
-which stops its workers itself. The protocol uses a copy of the original stdout; stdout
-itself is pointed at stderr, so a stray print cannot corrupt a message.
+the shutdown grace, and flushing spans the other half, so the whole stop fits in it).
+Ctrl-C is left to the job's process, which stops its workers itself. The protocol uses a
+copy of the original stdout; stdout itself is pointed at stderr, so a stray print cannot
+corrupt a message.
 """
 
 from __future__ import annotations
@@ -65,9 +66,11 @@ class _Pipes:
         await self._writer.drain()
 
     async def close(self) -> None:
+        """Close the pipe once what was written has left (a pipe has no close handshake)."""
         with contextlib.suppress(OSError):
+            await self._writer.drain()
             self._writer.close()
-            await self._writer.wait_closed()
+            await asyncio.sleep(0)
 
 
 async def _pipes(stdin: BinaryIO, out: BinaryIO) -> _Pipes:
@@ -149,8 +152,9 @@ async def _until_stopped(pipes: _Pipes) -> None:
 async def _work(worker: _Worker, pipes: _Pipes) -> None:
     command = await read_message(pipes.reader)
     if not isinstance(command, Start):
-        await pipes.send(Finished(None, time.perf_counter(), time.process_time()))
+        await pipes.send(Finished(None, time.perf_counter(), 0.0))
         return
+    cpu = time.process_time()
     run = asyncio.create_task(worker.run(command.at))
     stop = asyncio.create_task(_until_stopped(pipes))
     reporter = asyncio.create_task(_report(worker, pipes))
@@ -166,7 +170,7 @@ async def _work(worker: _Worker, pipes: _Pipes) -> None:
     samples = None if run.cancelled() else run.result()  # an exception is raised here
     await pipes.send(worker.progress())
     part = samples.part() if samples is not None else None
-    await pipes.send(Finished(part, time.perf_counter(), time.process_time()))
+    await pipes.send(Finished(part, time.perf_counter(), time.process_time() - cpu))
 
 
 async def serve(stdin: BinaryIO, out: BinaryIO) -> int:
@@ -191,7 +195,7 @@ async def serve(stdin: BinaryIO, out: BinaryIO) -> int:
         status = 1
     finally:
         grace_ms = int(task.settings.shutdown_grace_seconds * 1000)
-        worker.provider.force_flush(grace_ms)
+        worker.provider.force_flush(grace_ms // 2)  # the rest of the grace: draining
         worker.provider.shutdown()
         await pipes.close()
     return status
