@@ -137,7 +137,9 @@ def follow_rules_schemas_cannot_state(context: Any, case: Case) -> Case:
         only_errors = isinstance(endpoints, list) and set(endpoints) <= {"GET /api/v1/users/error"}
         if body.get("scenario") == "error_injection" and only_errors:
             body["endpoints"] = "all"
-    elif case.path in ("/metrics/json", "/v1/metrics/latency") and isinstance(query, dict):
+    elif case.path in ("/metrics/json", "/v1/metrics/latency", "/v1/topology") and isinstance(
+        query, dict
+    ):
         _clock_rules(query)
     return case
 
