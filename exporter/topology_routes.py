@@ -11,7 +11,7 @@ import time
 
 from fastapi import APIRouter
 
-from exporter.routes import AtParam, RuntimeDep, WindowParam, _evaluated
+from exporter.routes import BACKEND_DOWN, AtParam, RuntimeDep, WindowParam, _evaluated
 from exporter.runtime import ExporterRuntime
 from exporter.topology import build_topology
 from exporter.translate import iso
@@ -33,6 +33,7 @@ async def topology_at(runtime: ExporterRuntime, window_seconds: float, at: float
 
 @router.get(
     "/v1/topology",
+    responses=BACKEND_DOWN,
     summary="The service as a graph: nodes and edges with rates, errors, p99 and status",
 )
 async def topology(runtime: RuntimeDep, window: WindowParam = None, at: AtParam = None) -> Topology:

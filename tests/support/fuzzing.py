@@ -62,7 +62,7 @@ LOW_LOAD: Final[dict[str, Any]] = {
 }
 
 USER_API: Final = "^/api/v1/users"
-READS: Final = "^/(metrics/json|v1/(metrics/latency|requests/recent|trace/))"
+READS: Final = "^/(metrics/json|v1/(metrics/latency|requests/recent|trace/|topology))"
 FORWARDED: Final = "^/v1/(traffic|config|disruptions)"
 DELIBERATE: Final = re.compile(
     r"injected error \d{3}|disruption error_burst |database (error|timeout)|circuit open: "
