@@ -36,6 +36,12 @@ EndpointKey = Literal[
 ]
 
 
+WORKERS_DESCRIPTION = (
+    "Worker processes the job's arrivals are split over (worker i of N sends every N-th "
+    "request, from the i-th); their results are merged into one job."
+)
+
+
 class RequestPayload(StrictRequest):
     """How the simulated pipeline treats the generated requests."""
 
@@ -67,6 +73,9 @@ class TrafficRequest(StrictRequest):
         default=None, gt=0
     )
     payload: RequestPayload
+    workers: Annotated[int, SettingBound("max_workers")] = Field(
+        default=1, ge=1, description=WORKERS_DESCRIPTION + " Sustained mode only."
+    )
 
     @model_validator(mode="after")
     def _sustained_needs_a_rate(self) -> Self:
@@ -74,6 +83,8 @@ class TrafficRequest(StrictRequest):
             raise ValueError("sustained mode needs rps > 0 (or payload.rate_of_requests > 0)")
         if self.mode == "sustained" and self.duration is None:
             raise ValueError("sustained mode needs duration (seconds)")
+        if self.mode != "sustained" and self.workers != 1:
+            raise ValueError("workers applies to sustained mode only")
         return self
 
     @property
@@ -203,12 +214,14 @@ class Job(BaseModel):
     duration: float
     started_at: datetime
     ended_at: datetime | None = None
+    error: str | None = Field(default=None, description="Why it ended in error.")
     scenario: ScenarioName | None = None
     name: str | None = None
     phase: str | None = Field(
         default=None, description="The scenario's current phase (peak: ramp_up, hold, ramp_down)."
     )
     endpoints: list[str] = Field(default_factory=list)
+    workers: int = Field(default=1, description="Processes sending its requests.")
     stats: JobStats
     summary: JobSummary | None = Field(default=None, description="Once the job has completed.")
 
@@ -246,6 +259,9 @@ class ScenarioJobRequest(StrictRequest):
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="A label to find the job by (a scenario file's phase name).",
+    )
+    workers: Annotated[int, SettingBound("max_workers")] = Field(
+        default=1, ge=1, description=WORKERS_DESCRIPTION
     )
 
     @model_validator(mode="after")

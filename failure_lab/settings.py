@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     )
     late_send_threshold_ms: float = Field(default=5.0, gt=0)
     max_active_jobs: int = Field(default=4, ge=1)
+    max_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Bound on the worker processes one job's arrivals may be split over "
+        "(the workers field of a job); 1 keeps every job in this process.",
+    )
     finished_jobs_kept: int = Field(default=100, ge=1)
     finished_job_ttl_seconds: float = Field(
         default=300.0, gt=0, description="How long a finished job can still be read."

@@ -37,6 +37,7 @@ from simulator.generator.engine import TrafficEngine
 from simulator.generator.jobs import JobManager
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import RequestPlanner
+from simulator.generator.split import SplitRunner
 from simulator.options import OptionBounds
 from simulator.pipeline import Pipeline
 from simulator.ratelimit import RateLimiter
@@ -284,8 +285,9 @@ async def _generator(
     rng: random.Random,
     base_url: str,
 ) -> tuple[TrafficEngine, JobManager]:
+    target = settings.target_url or base_url
     engine = TrafficEngine(
-        base_url=settings.target_url or base_url,
+        base_url=target,
         tracer_provider=tracer_provider,
         metrics=metrics,
         planner=RequestPlanner(settings.simulated_users, rng),
@@ -302,5 +304,13 @@ async def _generator(
         max_queued_requests=settings.max_queued_requests,
         finished_ttl_s=settings.finished_job_ttl_seconds,
         metrics=metrics,
+        split=SplitRunner(
+            settings,
+            base_url=target,
+            engine=engine,
+            metrics=metrics,
+            tracer_provider=tracer_provider,
+        ),
+        rng=rng,
     )
     return engine, jobs

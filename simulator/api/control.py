@@ -40,7 +40,7 @@ async def generate(traffic: TrafficRequest, runtime: RuntimeDep) -> object:
             return await runtime.jobs.burst(options, traffic.effective_count)
         case "sustained":
             job = runtime.jobs.start_sustained(
-                options, traffic.effective_rps, traffic.duration or 0.0
+                options, traffic.effective_rps, traffic.duration or 0.0, traffic.workers
             )
             return JSONResponse(job.model_dump(mode="json"), status_code=202)
 

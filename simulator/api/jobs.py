@@ -6,8 +6,9 @@ also a Server-Sent Events stream: a ``status`` event every ``job_stream_interval
 while it runs and one ``done`` event with its final state (and summary), after which the
 stream ends. A client that goes away only ends its own stream; the job runs on.
 
-Caps answer 422 naming the setting (``check_bounds``); a job that cannot run next to the
-running ones (too many, or their summed rate past the cap) answers 409.
+Caps answer 422 naming the setting (``check_bounds``), ``workers`` among them
+(``FAILURE_LAB_MAX_WORKERS``); a job that cannot run next to the running ones (too many, or
+their summed rate past the cap) answers 409.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from failure_lab.control import Job, RequestPayload, ScenarioJobRequest
 from failure_lab.control_routes import CONTROL
 from failure_lab.errors import Unprocessable
 from simulator.api.deps import RuntimeDep
-from simulator.generator.scenarios import plan_scenario
+from simulator.generator.job_spec import JobSpec
 from simulator.options import PipelineOptions
 
 router = APIRouter(tags=["jobs"])
@@ -37,21 +38,21 @@ async def start_scenario_job(body: ScenarioJobRequest, runtime: RuntimeDep) -> J
     default_rps = settings.max_rps if body.scenario == "stress" else settings.scenario_default_rps
     max_rps = body.max_rps if body.max_rps is not None else min(default_rps, settings.max_rps)
     options = PipelineOptions.from_payload(body.payload) if body.payload else PipelineOptions()
+    spec = JobSpec(
+        scenario=body.scenario,
+        duration=body.duration,
+        max_rps=max_rps,
+        options=options,
+        endpoints=None if body.endpoints == "all" else tuple(body.endpoints),
+        users=settings.simulated_users,
+        seed=runtime.rng.getrandbits(64),
+        latency_growth_ms=settings.scenario_latency_growth_ms,
+        latency_ceiling_ms=bound_of(RequestPayload, "db_latency").cap(settings),
+    )
     try:
-        plan = plan_scenario(
-            body.scenario,
-            duration=body.duration,
-            max_rps=max_rps,
-            endpoints=None if body.endpoints == "all" else body.endpoints,
-            options=options,
-            users=settings.simulated_users,
-            rng=runtime.rng,
-            latency_growth_ms=settings.scenario_latency_growth_ms,
-            latency_ceiling_ms=bound_of(RequestPayload, "db_latency").cap(settings),
-        )
+        job = runtime.jobs.start_scenario(spec, body.name, workers=body.workers)
     except ValueError as exc:
         raise Unprocessable(str(exc), loc=("body",)) from None
-    job = runtime.jobs.start_scenario(plan, body.name)
     return JSONResponse(
         job.model_dump(mode="json"),
         status_code=201,

@@ -33,6 +33,7 @@ from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.planner import PlannedRequest, RequestPlanner, RequestSource
 from simulator.generator.recording import Exchange, Recorder, ResultCallback, Sink, wall_offset
 from simulator.generator.scenarios import OptionsSchedule
+from simulator.generator.segments import Segment
 from simulator.generator.senders import (
     Sender,
     SenderConfig,
@@ -181,32 +182,44 @@ class TrafficEngine:
         on_result: ResultCallback | None = None,
         live: LiveStats | None = None,
         requests: RequestSource | None = None,
+        segment: Segment | None = None,
+        start_at: float | None = None,
+        samples: RunSamples | None = None,
     ) -> JobSummary:
         """Open-model run for ``duration`` s at ``rate`` req/s (a constant or f(elapsed s)).
 
         ``options`` may be a function of the elapsed seconds too, and ``requests`` a source
-        of its own (default: the engine's rotation). Cancelling the run stops scheduling,
-        lets requests in flight finish within the drain timeout (cancelling the rest) and
-        re-raises; ``live`` has the counts so far.
+        of its own (default: the engine's rotation). With ``segment`` the run sends only that
+        segment's arrivals (and requests) of the whole schedule, from the ``perf_counter``
+        instant ``start_at`` (default: now); its summary is of what it sent, ``samples`` (if
+        given) keeping them. Cancelling the run stops scheduling, lets requests in flight
+        finish within the drain timeout (cancelling the rest) and re-raises; ``live`` has
+        the counts so far.
         """
         sender = self._require_sender()
         plan = schedule(rate, duration)
-        run_live = live if live is not None else LiveStats()
-        samples = RunSamples(min(plan.planned, self._max_samples))
-        sink = Sink(run_live, samples, on_result)
+        planned, offsets, share = plan.planned, plan.offsets, 1.0
         source = requests if requests is not None else self._planner
+        if segment is not None:
+            planned, offsets = segment.share(planned), segment.offsets(offsets)
+            source, share = segment.requests(source), 1.0 / segment.count
+        run_live = live if live is not None else LiveStats()
+        if samples is None:
+            samples = RunSamples(min(planned, self._max_samples))
+        sink = Sink(run_live, samples, on_result)
         headers_at = _HeaderSchedule(options)
         tasks: set[asyncio.Task[Exchange]] = set()
         finished = self._finisher(tasks)
         key = object()
-        start = time.perf_counter()
-        self._set_target(key, _rate_now(rate, 0.0))
+        start = time.perf_counter() if start_at is None else start_at
+        self.hold_target(key, _rate_now(rate, 0.0) * share)
         try:
-            for offset in plan.offsets:
+            for offset in offsets:
                 intended = start + offset
                 if intended > time.perf_counter():
                     if callable(rate):
-                        self._set_target(key, _rate_now(rate, time.perf_counter() - start))
+                        now = time.perf_counter() - start
+                        self.hold_target(key, _rate_now(rate, now) * share)
                     await sleep_until(intended)
                 if self._slots.locked():
                     self._recorder.dropped(sink.live)
@@ -219,18 +232,33 @@ class TrafficEngine:
                 tasks.add(task)
                 task.add_done_callback(finished)
             last_send = time.perf_counter()
-            self._set_target(key, 0.0)
+            self.hold_target(key, 0.0)
             if tasks:
                 await asyncio.wait(set(tasks))
         except asyncio.CancelledError:
             await self._drain(tasks)
             raise
         finally:
-            self._clear_target(key)
+            self.release_target(key)
         window = max(duration, last_send - start)
         return samples.summarise(
-            run_live, planned=plan.planned, elapsed=time.perf_counter() - start, send_window=window
+            run_live, planned=planned, elapsed=time.perf_counter() - start, send_window=window
         )
+
+    @property
+    def target_rps(self) -> float:
+        """The rate the runs of this engine are asked for now, together."""
+        return sum(self._targets.values())
+
+    def hold_target(self, key: object, rate: float) -> None:
+        """Count ``rate`` under ``key`` in the target-rate gauge (a run, or a job whose
+        requests other processes send) until ``release_target(key)``."""
+        self._targets[key] = rate
+        self._metrics.target_rps.set(sum(self._targets.values()))
+
+    def release_target(self, key: object) -> None:
+        self._targets.pop(key, None)
+        self._metrics.target_rps.set(sum(self._targets.values()))
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -273,14 +301,6 @@ class TrafficEngine:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-
-    def _set_target(self, key: object, rate: float) -> None:
-        self._targets[key] = rate
-        self._metrics.target_rps.set(sum(self._targets.values()))
-
-    def _clear_target(self, key: object) -> None:
-        self._targets.pop(key, None)
-        self._metrics.target_rps.set(sum(self._targets.values()))
 
     def _on_span(self, span: Span) -> None:
         exchange = self._current.get()

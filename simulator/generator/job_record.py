@@ -57,8 +57,10 @@ class JobRecord:
     started_at: datetime
     plan: ScenarioPlan | None = None
     name: str | None = None
+    workers: int = 1
     task: asyncio.Task[JobSummary] | None = None
     status: JobStatus = "running"
+    error: str | None = None
     ended_at: datetime | None = None
     ended_clock: float | None = None
 
@@ -78,10 +80,12 @@ class JobRecord:
             duration=self.duration,
             started_at=self.started_at,
             ended_at=self.ended_at,
+            error=self.error,
             scenario=plan.scenario if plan is not None else None,
             name=self.name,
             phase=plan.stage_at(elapsed).name if plan is not None and running else None,
             endpoints=list(plan.endpoints) if plan is not None else [],
+            workers=self.workers,
             stats=JobStats(
                 total=live.sent,
                 succeeded=live.succeeded,

@@ -1,11 +1,12 @@
 """Generations of traffic as the control API sees them: single, burst and background jobs.
 
 A job (sustained at a constant rate, or a scenario's load shape) is an asyncio task running
-the engine's open-model loop; the manager bounds how many run at once and their summed rate
-(the server's rate cap holds for all jobs together, not each), forgets finished jobs after a
-while, and can stop any of them. Every generation (also a single request or a burst) is
-tracked so ``status()`` can say whether anything is running and how many requests the running
-(or most recent) generation issued.
+the engine's open-model loop, or, asked for more than one worker, the same schedule split
+over worker processes (``split.py``) and merged back; the manager bounds how many run at
+once and their summed rate (the server's rate cap holds for all jobs together, not each),
+forgets finished jobs after a while, and can stop any of them. Every generation (also a
+single request or a burst) is tracked so ``status()`` can say whether anything is running
+and how many requests the running (or most recent) generation issued.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,59 +30,21 @@ from failure_lab.control import (
     TrafficResult,
     TrafficStatus,
 )
-from failure_lab.errors import Conflict, NotFound
 from simulator.generator.arrivals import sleep_until
 from simulator.generator.engine import TrafficEngine
+from simulator.generator.job_errors import JobNotFound, QueueFull, RateCapReached, TooManyJobs
 from simulator.generator.job_record import Generation, JobRecord
+from simulator.generator.job_spec import JobSpec
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.generator.scenarios import ScenarioPlan
+from simulator.generator.split import SplitRunner
 from simulator.options import PipelineOptions
+
+__all__ = ["JobManager", "JobNotFound", "QueueFull", "RateCapReached", "TooManyJobs"]
 
 CLOSE_TIMEOUT_S = 10.0
 
 logger = logging.getLogger(__name__)
-
-
-class TooManyJobs(Conflict):
-    """``max_active_jobs`` jobs are already running."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"{limit} job(s) already running (the limit, setting "
-            "FAILURE_LAB_MAX_ACTIVE_JOBS); stop one first"
-        )
-        self.limit = limit
-
-
-class RateCapReached(Conflict):
-    """Running jobs together would go past the server's rate cap."""
-
-    def __init__(self, asked: float, running: dict[str, float], cap: float) -> None:
-        jobs = ", ".join(f"{job_id} at {rps:g}" for job_id, rps in running.items())
-        super().__init__(
-            f"a job at {asked:g} req/s next to the running job(s) ({jobs} req/s) would exceed "
-            f"the cap of {cap:g} req/s for all jobs together (setting FAILURE_LAB_MAX_RPS); "
-            "stop one or ask for less"
-        )
-
-
-class QueueFull(Conflict):
-    """Single runs and bursts running now already hold the bound on queued requests."""
-
-    def __init__(self, asked: int, queued: int, limit: int) -> None:
-        super().__init__(
-            f"{asked} more request(s) next to the {queued} that running single runs and bursts "
-            f"still hold would exceed the bound of {limit} (setting "
-            "FAILURE_LAB_MAX_QUEUED_REQUESTS); wait for them to finish"
-        )
-
-
-class JobNotFound(NotFound):
-    """No job with that id (never existed, or forgotten among old finished jobs)."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"no job {job_id!r} (unknown, or finished long enough ago to be dropped)")
-        self.job_id = job_id
 
 
 class JobManager:
@@ -88,7 +52,8 @@ class JobManager:
 
     ``max_total_rps`` bounds the summed (peak) rate of the jobs running at once;
     finished jobs are forgotten ``finished_ttl_s`` after they ended, or sooner when more
-    than ``finished_jobs_kept`` have finished since.
+    than ``finished_jobs_kept`` have finished since. Jobs asked for more than one worker
+    run on ``split``; ``rng`` seeds their requests.
     """
 
     def __init__(
@@ -102,6 +67,8 @@ class JobManager:
         finished_ttl_s: float = 300.0,
         metrics: GeneratorMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        split: SplitRunner | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if max_active_jobs < 1 or finished_jobs_kept < 1:
             raise ValueError("max_active_jobs and finished_jobs_kept must be >= 1")
@@ -115,6 +82,8 @@ class JobManager:
         self._ttl = finished_ttl_s
         self._metrics = metrics
         self._clock = clock
+        self._split = split
+        self._rng = rng if rng is not None else random.Random()
         self._running: dict[str, JobRecord] = {}
         self._finished: OrderedDict[str, JobRecord] = OrderedDict()
         self._active: list[Generation] = []
@@ -136,28 +105,51 @@ class JobManager:
         finally:
             self._end(generation)
 
-    def start_sustained(self, options: PipelineOptions, rps: float, duration: float) -> Job:
-        """Start a sustained job in the background.
+    def start_sustained(
+        self, options: PipelineOptions, rps: float, duration: float, workers: int = 1
+    ) -> Job:
+        """Start a sustained job in the background, over ``workers`` processes.
 
         Raises ``TooManyJobs`` or ``RateCapReached`` when it cannot run next to the others.
         """
         if not (rps > 0 and math.isfinite(rps) and duration > 0 and math.isfinite(duration)):
             raise ValueError("rps and duration must be finite numbers > 0")
+        split = self._splitter(workers)
         self._admit(rps)
-        record = self._record("sustained", rps, duration)
-        job_id = record.generation.job_id
-        return self._launch(
-            record,
-            self._engine.run(
-                options, rate=rps, duration=duration, job_id=job_id, live=record.generation.live
-            ),
-        )
+        record = self._record("sustained", rps, duration, workers=workers)
+        generation = record.generation
+        if split is None:
+            work = self._engine.run(
+                options, rate=rps, duration=duration, job_id=generation.job_id, live=generation.live
+            )
+            return self._launch(record, work)
+        seed = self._rng.getrandbits(64)
+        spec = JobSpec.sustained(options, rps, duration, users=split.users, seed=seed)
+        return self._launch(record, self._split_run(split, record, spec))
 
-    def start_scenario(self, plan: ScenarioPlan, name: str | None = None) -> Job:
-        """Start a scenario job in the background; admitted at its peak rate."""
+    def start_scenario(self, spec: JobSpec, name: str | None = None, workers: int = 1) -> Job:
+        """Start a scenario job in the background, over ``workers`` processes; admitted at
+        its peak rate. ``ValueError`` for a spec that cannot run."""
+        plan = spec.plan()
+        split = self._splitter(workers)
         self._admit(plan.peak_rps)
-        record = self._record("scenario", plan.peak_rps, plan.duration, plan=plan, name=name)
-        return self._launch(record, self._scenario(record, plan))
+        record = self._record(
+            "scenario", plan.peak_rps, plan.duration, plan=plan, name=name, workers=workers
+        )
+        generation = record.generation
+        work: Awaitable[JobSummary]
+        if split is None:
+            work = self._engine.run(
+                plan.options,
+                rate=plan.rate,
+                duration=plan.duration,
+                job_id=generation.job_id,
+                live=generation.live,
+                requests=plan.requests,
+            )
+        else:
+            work = self._split_run(split, record, spec)
+        return self._launch(record, self._scenario(record, plan, work))
 
     def get(self, job_id: str) -> Job:
         self._prune()
@@ -236,6 +228,7 @@ class JobManager:
         *,
         plan: ScenarioPlan | None = None,
         name: str | None = None,
+        workers: int = 1,
     ) -> JobRecord:
         job_id = str(uuid.uuid4())
         return JobRecord(
@@ -246,6 +239,7 @@ class JobManager:
             started_at=datetime.now(UTC),
             plan=plan,
             name=name,
+            workers=workers,
         )
 
     def _launch(self, record: JobRecord, work: Coroutine[Any, Any, JobSummary]) -> Job:
@@ -262,36 +256,53 @@ class JobManager:
         task.add_done_callback(lambda done: self._finish(record, done))
         what = record.plan.scenario if record.plan is not None else record.mode
         label = f" ({record.name})" if record.name else ""
+        over = f" over {record.workers} worker processes" if record.workers > 1 else ""
         logger.info(
-            "job %s started: %s at %g req/s for %g s%s",
-            job_id, what, record.rps, record.duration, label,
+            "job %s started: %s at %g req/s for %g s%s%s",
+            job_id, what, record.rps, record.duration, over, label,
         )  # fmt: skip
         return record.to_model()
 
-    async def _scenario(self, record: JobRecord, plan: ScenarioPlan) -> JobSummary:
-        marker = asyncio.create_task(self._mark_stages(plan, record.generation.started))
+    def _splitter(self, workers: int) -> SplitRunner | None:
+        """Where a job of ``workers`` processes runs: None for this process."""
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        if workers > 1 and self._split is None:
+            raise ValueError("this job manager runs no worker processes")
+        return self._split if workers > 1 else None
+
+    async def _split_run(self, split: SplitRunner, record: JobRecord, spec: JobSpec) -> JobSummary:
+        generation = record.generation
+
+        def started(at: float) -> None:
+            generation.started = at  # the schedule starts once every worker is ready
+
+        result = await split.run(
+            spec, record.workers, job_id=generation.job_id, live=generation.live, on_start=started
+        )
+        return result.summary
+
+    async def _scenario(
+        self, record: JobRecord, plan: ScenarioPlan, work: Awaitable[JobSummary]
+    ) -> JobSummary:
+        marker = asyncio.create_task(self._mark_stages(plan, record.generation))
         try:
-            return await self._engine.run(
-                plan.options,
-                rate=plan.rate,
-                duration=plan.duration,
-                job_id=record.generation.job_id,
-                live=record.generation.live,
-                requests=plan.requests,
-            )
+            return await work
         finally:
             marker.cancel()
             await asyncio.wait({marker})
 
-    async def _mark_stages(self, plan: ScenarioPlan, started: float) -> None:
-        """Holds the phase gauge at 1 for the stage the job is in, 0 once it has left it."""
+    async def _mark_stages(self, plan: ScenarioPlan, generation: Generation) -> None:
+        """Holds the phase gauge at 1 for the stage the job is in, 0 once it has left it
+        (from the job's start, which a split job moves once its workers are ready)."""
         if self._metrics is None:
             return
         for stage in plan.stages:
             child = self._metrics.scenario_phase.labels(plan.scenario, stage.name)
             child.inc()
             try:
-                await sleep_until(started + stage.end)
+                while (end := generation.started + stage.end) > time.perf_counter():
+                    await sleep_until(end)
             finally:
                 child.dec()
 
@@ -323,6 +334,7 @@ class JobManager:
             logger.info("job %s cancelled", record.generation.job_id)
         elif (error := task.exception()) is not None:
             record.status = "error"
+            record.error = str(error) or type(error).__name__
             logger.error("job %s failed", record.generation.job_id, exc_info=error)
         else:
             record.status = "completed"

@@ -10,15 +10,24 @@ Prometheus keeps one exemplar per bucket, the latest, and a scrape shows only th
 most one request per bucket per second offers its trace id. Validating and storing an exemplar
 costs more than the observation itself, and thousands of requests a second would otherwise
 overwrite each other's in vain.
+
+A worker process (a job split over processes) keeps these instruments in a registry of its
+own; it reports their counts (``counts()``) and the parent adds what changed (``absorb``),
+bucket by bucket, so this process's series count every request of its jobs wherever it was
+sent from. prometheus_client has no public way to add to a histogram other than one
+observation at a time, so ``_add`` adds to the buckets it keeps; a test holds it equal to
+observing the same values.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.samples import Exemplar
 
 from simulator.telemetry.buckets import LATENCY_BUCKETS, geometric_buckets
 
@@ -47,6 +56,24 @@ class ExemplarGate:
             return False
         self._next[bucket] = now + self._interval_s
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramCounts:
+    """One histogram's cumulative bucket counts, sum and latest exemplar per bucket."""
+
+    buckets: tuple[float, ...]
+    total: float
+    exemplars: tuple[Exemplar | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricCounts:
+    """What a worker's histograms hold (its counters are its tally's counts)."""
+
+    send_lag: HistogramCounts
+    latency_intended: HistogramCounts
+    latency_actual: HistogramCounts
 
 
 class GeneratorMetrics:
@@ -120,3 +147,47 @@ class GeneratorMetrics:
         exemplar = {"trace_id": f"{trace_id:032x}"} if with_intended or with_actual else None
         self.latency_intended.observe(intended_s, exemplar=exemplar if with_intended else None)
         self.latency_actual.observe(actual_s, exemplar=exemplar if with_actual else None)
+
+    def counts(self) -> MetricCounts:
+        return MetricCounts(
+            _counts(self.send_lag), _counts(self.latency_intended), _counts(self.latency_actual)
+        )
+
+    def absorb(self, now: MetricCounts, earlier: MetricCounts | None) -> None:
+        """Add what a worker's histograms counted between ``earlier`` and ``now``."""
+        then = earlier
+        _add(self.send_lag, now.send_lag, then.send_lag if then else None)
+        _add(self.latency_intended, now.latency_intended, then.latency_intended if then else None)
+        _add(self.latency_actual, now.latency_actual, then.latency_actual if then else None)
+
+
+def _counts(histogram: Histogram) -> HistogramCounts:
+    buckets: list[float] = []
+    exemplars: list[Exemplar | None] = []
+    total = 0.0
+    for metric in histogram.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_bucket"):
+                buckets.append(sample.value)
+                exemplars.append(sample.exemplar)
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+    return HistogramCounts(tuple(buckets), total, tuple(exemplars))
+
+
+def _add(histogram: Histogram, now: HistogramCounts, earlier: HistogramCounts | None) -> None:
+    """Add the observations counted between ``earlier`` and ``now`` to ``histogram``."""
+    before = earlier.buckets if earlier is not None else (0.0,) * len(now.buckets)
+    seen = earlier.exemplars if earlier is not None else (None,) * len(now.exemplars)
+    buckets = histogram._buckets  # per-bucket (not cumulative) counts
+    previous = 0.0
+    for index, (cumulative, was) in enumerate(zip(now.buckets, before, strict=True)):
+        added = (cumulative - was) - previous
+        previous = cumulative - was
+        if added:
+            buckets[index].inc(added)
+        exemplar = now.exemplars[index]
+        if exemplar is not None and exemplar != seen[index]:
+            buckets[index].set_exemplar(exemplar)
+    if now.total != (earlier.total if earlier is not None else 0.0):
+        histogram._sum.inc(now.total - (earlier.total if earlier is not None else 0.0))

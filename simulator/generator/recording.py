@@ -133,7 +133,7 @@ class Recorder:
             sink.live.record_finished(success, latency_ms)
         if sink.samples is not None:
             sink.samples.add_latency(latency_ms, service_s * 1000)
-            sink.samples.add_outcome(latency_ms, exchange.trace_id, success)
+            sink.samples.add_outcome(latency_ms, exchange.trace_id, success, exchange.ended)
         if sink.on_result is not None:
             try:
                 sink.on_result(exchange.result())

@@ -9,6 +9,11 @@ bounded number of floats (``FAILURE_LAB_RUN_SAMPLES_MAX``) and its early request
 over-represented. The summary is the contract's ``JobSummary`` itself, built once here:
 the job API serves it and the scenario report embeds it, so a run's figures keep one shape
 and one set of names from the engine to the report.
+
+A job split over worker processes is summarised the same way: each worker hands back its
+samples (``SamplesPart``) and the parent's ``RunSamples`` absorbs them, so its percentiles are
+those of every request, exactly as one process would quote them, and its slowest and most
+recent failed requests are those of the whole job.
 """
 
 from __future__ import annotations
@@ -22,12 +27,34 @@ from array import array
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from failure_lab.control import JobSummary, Percentiles, SlowRequest
 
 RPS_WINDOW_S = 1.0
 SLOWEST_KEPT = 10
 FAILED_KEPT = 20
+
+
+class LiveCounts(NamedTuple):
+    """The counts of a ``LiveStats`` at one moment (or the difference of two)."""
+
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    dropped: int = 0
+    late_sends: int = 0
+    latency_sum_ms: float = 0.0
+
+    def minus(self, earlier: LiveCounts) -> LiveCounts:
+        return LiveCounts(
+            self.sent - earlier.sent,
+            self.succeeded - earlier.succeeded,
+            self.failed - earlier.failed,
+            self.dropped - earlier.dropped,
+            self.late_sends - earlier.late_sends,
+            self.latency_sum_ms - earlier.latency_sum_ms,
+        )
 
 
 @dataclass(slots=True)
@@ -40,7 +67,28 @@ class LiveStats:
     dropped: int = 0
     late_sends: int = 0
     latency_sum_ms: float = 0.0
+    outside_rps: float = 0.0
+    """Requests sent during the last second by worker processes, as they last said."""
     _recent_sends: deque[float] = field(default_factory=deque, repr=False)
+
+    def counts(self) -> LiveCounts:
+        return LiveCounts(
+            self.sent,
+            self.succeeded,
+            self.failed,
+            self.dropped,
+            self.late_sends,
+            self.latency_sum_ms,
+        )
+
+    def add(self, delta: LiveCounts) -> None:
+        """Count what a worker process reported since its last report."""
+        self.sent += delta.sent
+        self.succeeded += delta.succeeded
+        self.failed += delta.failed
+        self.dropped += delta.dropped
+        self.late_sends += delta.late_sends
+        self.latency_sum_ms += delta.latency_sum_ms
 
     def record_sent(self, now: float, late: bool) -> None:
         self.sent += 1
@@ -71,13 +119,26 @@ class LiveStats:
     def current_rps(self, now: float | None = None) -> float:
         """Requests sent during the last second."""
         self._trim(time.perf_counter() if now is None else now)
-        return len(self._recent_sends) / RPS_WINDOW_S
+        return len(self._recent_sends) / RPS_WINDOW_S + self.outside_rps
 
     def _trim(self, now: float) -> None:
         horizon = now - RPS_WINDOW_S
         recent = self._recent_sends
         while recent and recent[0] <= horizon:
             recent.popleft()
+
+
+@dataclass(frozen=True, slots=True)
+class SamplesPart:
+    """One worker's samples, in a form that crosses a pipe cheaply (8 bytes a sample)."""
+
+    send_lag_ms: array[float]
+    latency_ms: array[float]
+    service_latency_ms: array[float]
+    slowest: tuple[tuple[float, int], ...]
+    """(latency ms, trace id) of its slowest requests."""
+    failed: tuple[tuple[float, int], ...]
+    """(``perf_counter`` instant it ended, trace id) of its most recent failed requests."""
 
 
 class RunSamples:
@@ -96,17 +157,43 @@ class RunSamples:
         self._lags_seen = 0
         self._latencies_seen = 0
         self._slowest: list[tuple[float, int]] = []  # a min-heap of the SLOWEST_KEPT largest
-        self._failed: deque[int] = deque(maxlen=FAILED_KEPT)
+        self._failed: deque[tuple[float, int]] = deque(maxlen=FAILED_KEPT)
 
-    def add_outcome(self, latency_ms: float, trace_id: int, success: bool) -> None:
+    def add_outcome(self, latency_ms: float, trace_id: int, success: bool, ended: float) -> None:
+        """A finished request; ``ended`` is its ``perf_counter`` instant (orders failures)."""
         if not trace_id:
             return
         if not success:
-            self._failed.append(trace_id)
+            self._failed.append((ended, trace_id))
         if len(self._slowest) < SLOWEST_KEPT:
             heapq.heappush(self._slowest, (latency_ms, trace_id))
         elif latency_ms > self._slowest[0][0]:
             heapq.heapreplace(self._slowest, (latency_ms, trace_id))
+
+    def part(self) -> SamplesPart:
+        """Everything kept, to be absorbed by another process's ``RunSamples``."""
+        return SamplesPart(
+            array("d", self.send_lag_ms),
+            array("d", self.latency_ms),
+            array("d", self.service_latency_ms),
+            tuple(self._slowest),
+            tuple(self._failed),
+        )
+
+    def absorb(self, part: SamplesPart) -> None:
+        """Add another run's samples, within this one's capacity: the union of both."""
+        room = self._capacity - len(self.send_lag_ms)
+        self.send_lag_ms.extend(part.send_lag_ms[: max(0, room)])
+        room = self._capacity - len(self.latency_ms)
+        self.latency_ms.extend(part.latency_ms[: max(0, room)])
+        self.service_latency_ms.extend(part.service_latency_ms[: max(0, room)])
+        for latency_ms, trace_id in part.slowest:
+            if len(self._slowest) < SLOWEST_KEPT:
+                heapq.heappush(self._slowest, (latency_ms, trace_id))
+            elif latency_ms > self._slowest[0][0]:
+                heapq.heapreplace(self._slowest, (latency_ms, trace_id))
+        failed = sorted([*self._failed, *part.failed])
+        self._failed = deque(failed[-FAILED_KEPT:], maxlen=FAILED_KEPT)
 
     def add_send_lag(self, lag_ms: float) -> None:
         self._lags_seen += 1
@@ -154,7 +241,7 @@ class RunSamples:
                 SlowRequest(request_id=request_id(trace_id), latency_ms=latency)
                 for latency, trace_id in sorted(self._slowest, reverse=True)
             ],
-            failed_request_ids=[request_id(trace_id) for trace_id in self._failed],
+            failed_request_ids=[request_id(trace_id) for _ended, trace_id in self._failed],
         )
 
 

@@ -8,21 +8,26 @@ request, since it sits on the generator's hot path; timestamps are kept as
 ``perf_counter`` instants and the pydantic model is built only when someone asks.
 
 The engine, its requests and the route that reads the tally share one event loop, so a
-snapshot is consistent without locks.
+snapshot is consistent without locks. A job split over worker processes keeps a tally in
+each; a worker reports its ``counts()`` and the parent ``absorb``s what changed since the
+last report, so the statistics stay those of everything this process's generator sent.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 from failure_lab.control import EndpointCounts, TrafficErrorCounts, TrafficStatistics, TrafficTotals
 from simulator.generator.planner import PlannedRequest
 from simulator.generator.senders import TransportErrorKind
 
 ErrorKind = Literal["http_5xx", "rate_limited", "http_4xx"] | TransportErrorKind
+K = TypeVar("K")
 
 
 def error_kind(status: int | None, transport: TransportErrorKind | None) -> ErrorKind:
@@ -46,6 +51,50 @@ def body_bytes(body: object) -> int:
     its length is its length in bytes.
     """
     return 0 if body is None else len(json.dumps(body))
+
+
+@dataclass(frozen=True, slots=True)
+class TallyCounts:
+    """A tally's totals at one moment, or what changed between two such moments."""
+
+    sent: int
+    succeeded: int
+    failed: int
+    dropped: int
+    late_sends: int
+    retries: int
+    bytes_sent: int
+    first_send: float | None
+    last_send: float | None
+    endpoints: Mapping[str, tuple[int, int]]
+    """endpoint -> (succeeded, failed)"""
+    statuses: Mapping[int, int]
+    errors: Mapping[ErrorKind, int]
+
+    def minus(self, earlier: TallyCounts) -> TallyCounts:
+        """What changed since ``earlier`` (send instants are this one's)."""
+        before = earlier.endpoints
+        return TallyCounts(
+            sent=self.sent - earlier.sent,
+            succeeded=self.succeeded - earlier.succeeded,
+            failed=self.failed - earlier.failed,
+            dropped=self.dropped - earlier.dropped,
+            late_sends=self.late_sends - earlier.late_sends,
+            retries=self.retries - earlier.retries,
+            bytes_sent=self.bytes_sent - earlier.bytes_sent,
+            first_send=self.first_send,
+            last_send=self.last_send,
+            endpoints={
+                key: (ok - before.get(key, (0, 0))[0], bad - before.get(key, (0, 0))[1])
+                for key, (ok, bad) in self.endpoints.items()
+            },
+            statuses=_minus(self.statuses, earlier.statuses),
+            errors=_minus(self.errors, earlier.errors),
+        )
+
+
+def _minus(now: Mapping[K, int], then: Mapping[K, int]) -> dict[K, int]:
+    return {key: value - then.get(key, 0) for key, value in now.items()}
 
 
 class TrafficTally:
@@ -117,6 +166,48 @@ class TrafficTally:
         self.retries += retries
         if planned.json is not None:
             self.bytes_sent += body_bytes(planned.json)
+
+    def counts(self) -> TallyCounts:
+        return TallyCounts(
+            sent=self.sent,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            dropped=self.dropped,
+            late_sends=self.late_sends,
+            retries=self.retries,
+            bytes_sent=self.bytes_sent,
+            first_send=self.first_send,
+            last_send=self.last_send,
+            endpoints={key: (ok, bad) for key, (ok, bad) in self._endpoints.items()},
+            statuses=dict(self._statuses),
+            errors=dict(self._errors),
+        )
+
+    def absorb(self, delta: TallyCounts) -> None:
+        """Add what another tally counted (a ``TallyCounts.minus`` of two of its counts)."""
+        self.sent += delta.sent
+        self.succeeded += delta.succeeded
+        self.failed += delta.failed
+        self.dropped += delta.dropped
+        self.late_sends += delta.late_sends
+        self.retries += delta.retries
+        self.bytes_sent += delta.bytes_sent
+        if delta.first_send is not None and (
+            self.first_send is None or delta.first_send < self.first_send
+        ):
+            self.first_send = delta.first_send
+        if delta.last_send is not None and (
+            self.last_send is None or delta.last_send > self.last_send
+        ):
+            self.last_send = delta.last_send
+        for key, (ok, bad) in delta.endpoints.items():
+            counts = self._endpoints.setdefault(key, [0, 0])
+            counts[0] += ok
+            counts[1] += bad
+        for status, n in delta.statuses.items():
+            self._statuses[status] = self._statuses.get(status, 0) + n
+        for kind, n in delta.errors.items():
+            self._errors[kind] = self._errors.get(kind, 0) + n
 
     def statistics(
         self, *, circuit_breaker_trips: int, now: float | None = None

@@ -37,7 +37,6 @@ from failure_lab.control import (
     FailureConfig,
     Job,
     JobSummary,
-    ScenarioJobRequest,
 )
 from failure_lab.durations import MIN_WINDOW_SECONDS
 from failure_lab.topology import Topology
@@ -127,8 +126,11 @@ class ScenarioRunner:
         server: ServerConstants,
         settle_seconds: float = 2.0,
         max_window_seconds: float = 3600.0,
+        workers: int = 1,
     ) -> None:
+        """``workers``: the processes each phase's job is split over on the target."""
         self._scenario = scenario
+        self._workers = workers
         self._client = client
         self._observer = observer
         self._source = source
@@ -236,16 +238,9 @@ class ScenarioRunner:
         await call(FailureConfig, "PUT", "/v1/config/failure", config.model_dump(mode="json"))
         breaker = scenario.circuit_breaker_for(phase).model_dump(mode="json")
         await call(CircuitBreakerStatus, "PUT", "/v1/config/circuit-breaker", breaker)
-        request = ScenarioJobRequest(
-            scenario=phase.scenario,
-            duration=phase.seconds,
-            max_rps=phase.max_rps,
-            endpoints=phase.job_endpoints,
-            payload=scenario.payload_for(phase),
-            name=phase.name,
-        )
         before = await self._client.scrape()
-        body = request.model_dump(mode="json", exclude_none=True)
+        job_body = scenario.job_for(phase, self._workers)
+        body = job_body.model_dump(mode="json", exclude_defaults=True)  # workers: 1 unsaid
         job = await call(Job, "POST", "/v1/traffic/jobs", body)
         self._job_id = job.job_id
         began = time.monotonic()

@@ -4,6 +4,9 @@ Without ``--target`` the embedded default (``failure-lab serve``) is started in 
 on a free loopback port for the length of the run, so a scenario file is all it takes; with
 ``--target`` the run goes to a service already running: ``failure-lab serve``, or the
 stack's shim on :8000, which forwards control calls to the simulator and reads Prometheus.
+``--workers N`` splits each phase's job over N worker processes of the target; the embedded
+default started here allows the N asked for (a target's own ``FAILURE_LAB_MAX_WORKERS``
+bounds it there).
 
 The file is checked whole first, with the embedded default's caps when it is the target (a
 run never stops half-way on a cap); a target is asked whether it already runs jobs or
@@ -13,6 +16,7 @@ that finished.
 
 Exit status: 0 every check passed, 1 a check failed, 2 the file is bad (the message names
 the line), 3 the run could not be carried out (target down, a step refused), 130 interrupted.
+``failure-lab validate`` reads the file the same way and prints its plan instead.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from rich.console import Console
 
 from failure_lab.settings import Settings
 from simulator.scenario import html_report
+from simulator.scenario.catalog import UnknownScenario, scenario_path
 from simulator.scenario.client import ContractClient, RunFailed, transport_words
 from simulator.scenario.conditions import ServerConstants
 from simulator.scenario.loader import ScenarioFileError, load_scenario
+from simulator.scenario.plan import phase_plan
 from simulator.scenario.report import RunReport
 from simulator.scenario.runner import Interrupted, ScenarioRunner, exit_status
 from simulator.scenario.spec import Scenario
@@ -62,6 +68,28 @@ def normalize_target(target: str) -> str:
     if url.scheme not in ("http", "https") or not url.host:
         raise RunFailed(f"--target {target!r} is not an http:// URL (e.g. http://127.0.0.1:8000)")
     return given
+
+
+def validate_file(file: str, overrides: Sequence[str], console: Console) -> int:
+    """``failure-lab validate``: the file's problems, or its plan; the exit status."""
+    settings = Settings()
+    try:
+        with scenario_path(file) as path:
+            scenario = load_scenario(path, overrides=overrides, caps=settings)
+    except (UnknownScenario, ScenarioFileError) as exc:
+        console.print(f"[bold red]bad scenario file[/]\n{exc}", highlight=False, soft_wrap=True)
+        return BAD_FILE
+    console.print(
+        f"{file}: valid: {len(scenario.phases)} phase(s), {scenario.total_seconds:g} s, "
+        f"{len(scenario.checks)} check(s)",
+        highlight=False,
+    )
+    server = ServerConstants.of(settings)
+    for phase in scenario.phases:
+        console.print(f"[bold]{phase.name}[/] ({phase.scenario}):")
+        for line in phase_plan(scenario, phase, server):
+            console.print(f"  {line}", highlight=False)
+    return 0
 
 
 def write_reports(report: RunReport, destination: Path, html: bool) -> list[Path]:
@@ -103,8 +131,11 @@ async def run_file(
     overrides: Sequence[str] = (),
     html: bool = True,
     out: TextIO | None = None,
+    workers: int = 1,
 ) -> int:
     embedded = settings if settings is not None else Settings()
+    if target is None and workers > embedded.max_workers:
+        embedded = embedded.model_copy(update={"max_workers": workers})
     try:
         scenario = load_scenario(path, overrides=overrides, caps=None if target else embedded)
     except ScenarioFileError as exc:
@@ -124,7 +155,9 @@ async def run_file(
         ):
             client = ContractClient(http, base)
             await _introduce(console, json_out, client, scenario, target is None)
-            report = await _run(console, json_out, client, scenario, str(path), server, settle)
+            report = await _run(
+                console, json_out, client, scenario, str(path), server, settle, workers
+            )
     except RunFailed as exc:
         if json_out is not None:
             json_out.emit("failed", message=str(exc))
@@ -161,14 +194,15 @@ async def _introduce(
 
 async def _run(
     console: Console, json_out: JsonView | None, client: ContractClient, scenario: Scenario,
-    source: str, server: ServerConstants, settle: float,
+    source: str, server: ServerConstants, settle: float, workers: int,
 ) -> RunReport:  # fmt: skip
     wide = console.is_terminal and console.width >= WIDE
     view = json_out or (LiveView(console, scenario) if wide else PlainView(console, scenario))
     with view:
         runner = ScenarioRunner(
-            scenario, client, view, source=source, server=server, settle_seconds=settle
-        )
+            scenario, client, view, source=source, server=server, settle_seconds=settle,
+            workers=workers,
+        )  # fmt: skip
         return await runner.run()
 
 

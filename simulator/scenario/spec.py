@@ -37,6 +37,7 @@ from failure_lab.control import (
     FailureConfig,
     RateLimitAlgorithm,
     RequestPayload,
+    ScenarioJobRequest,
     ScenarioName,
     UserRoute,
 )
@@ -341,6 +342,18 @@ class Scenario(_Strict):
                 fields.update(level.given())
         rate = phase.max_rps if phase.max_rps is not None else 0.0
         return RequestPayload(rate_of_requests=rate, number_of_requests=1, **fields)
+
+    def job_for(self, phase: Phase, workers: int = 1) -> ScenarioJobRequest:
+        """The scenario job that runs ``phase``, sent by ``workers`` processes."""
+        return ScenarioJobRequest(
+            scenario=phase.scenario,
+            duration=phase.seconds,
+            max_rps=phase.max_rps,
+            endpoints=phase.job_endpoints,
+            payload=self.payload_for(phase),
+            name=phase.name,
+            workers=workers,
+        )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

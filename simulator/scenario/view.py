@@ -224,7 +224,9 @@ class JsonView:
         self._out.flush()
 
     def phase_started(self, index: int, phase: Phase, job: Job, plan: list[str]) -> None:
-        self.emit("phase_started", phase=phase.name, job_id=job.job_id, plan=plan)
+        self.emit(
+            "phase_started", phase=phase.name, job_id=job.job_id, workers=job.workers, plan=plan
+        )
 
     def job_update(self, index: int, phase: Phase, job: Job) -> None:
         return None

@@ -616,6 +616,10 @@ async def test_unknown_job_is_not_found_and_bad_jobs_are_refused(lab: Lab) -> No
             jobs.start_sustained(OPTIONS, rps=0, duration=1)
         with pytest.raises(ValueError, match="rps and duration"):
             jobs.start_sustained(OPTIONS, rps=10, duration=float("inf"))
+        with pytest.raises(ValueError, match="workers must be >= 1"):
+            jobs.start_sustained(OPTIONS, rps=10, duration=1, workers=0)
+        with pytest.raises(ValueError, match="runs no worker processes"):
+            jobs.start_sustained(OPTIONS, rps=10, duration=1, workers=2)
         assert jobs.list() == []
         with pytest.raises(JobNotFound):
             jobs.get("nope")

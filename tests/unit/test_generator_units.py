@@ -241,7 +241,7 @@ def _filled_run() -> tuple[LiveStats, RunSamples]:
         latency = 10.0 + (i * 7) % 13
         live.record_finished(success, latency)
         samples.add_latency(latency, latency - 0.5 * (i % 3))
-        samples.add_outcome(latency, 0x1000 + i, success)
+        samples.add_outcome(latency, 0x1000 + i, success, 100.0 + i * 0.1)
     live.record_dropped()
     live.record_dropped()
     return live, samples
