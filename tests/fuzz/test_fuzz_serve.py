@@ -38,6 +38,9 @@ from tests.support.servers import free_port, serve_app
 
 STEPS = 6
 """Calls in one stateful scenario."""
+OUTLAST = 30.0
+"""Seconds a job or disruption of a scenario lasts: longer than the scenario, so whether a
+stop or a cancel finds it still running never depends on how fast the host ran the steps."""
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings(RANDOM_IN_THREAD)]
 
@@ -58,15 +61,31 @@ def calls(request: pytest.FixtureRequest) -> Iterator[Counter[str]]:
         reporter.write_line(f"fuzz (serve): requests sent {dict(tally)}")
 
 
-def _schema(loop: LoopThread, **settings: Any) -> schemathesis.BaseSchema:
+def _schema(loop: LoopThread, rules: Any = None, **settings: Any) -> schemathesis.BaseSchema:
     port = free_port()
     app = create_app(Settings(port=port, **{**LOW_LOAD, **settings}))
     url = loop.enter(serve_app(app, port))
     schema = schemathesis.openapi.from_url(
         f"{url}/openapi.json", config=config(operations=[deliberate_5xx(USER_API), CANCEL_KEEPS])
     )
-    schema.hook("map_case")(follow_rules_schemas_cannot_state)
+    schema.hook("map_case")(rules or follow_rules_schemas_cannot_state)
     return schema
+
+
+def _outlasting(context: Any, case: schemathesis.Case) -> schemathesis.Case:
+    """The contract's rules, and every job and disruption a scenario starts outlasts it."""
+    case = follow_rules_schemas_cannot_state(context, case)
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return case
+    body = case.body
+    if isinstance(body, dict):
+        if case.path == "/v1/traffic/jobs" and isinstance(body.get("duration"), int | float):
+            body["duration"] = OUTLAST
+        elif case.path == "/v1/disruptions" and isinstance(
+            body.get("duration_seconds"), int | float
+        ):
+            body["duration_seconds"] = OUTLAST
+    return case
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +104,15 @@ def with_redis(loop: LoopThread, redis_url: str) -> schemathesis.BaseSchema:
 def roomy(loop: LoopThread) -> schemathesis.BaseSchema:
     """Room for every job and disruption a scenario of steps creates: what it creates is then
     201 whatever ran before, so a scenario replays the same (Hypothesis requires it)."""
-    return _schema(loop, max_active_jobs=STEPS, max_active_disruptions=STEPS, max_rps=STEPS * 4.0)
+    return _schema(
+        loop,
+        _outlasting,
+        max_active_jobs=STEPS,
+        max_active_disruptions=STEPS,
+        max_rps=STEPS * 4.0,
+        max_duration_seconds=OUTLAST,
+        max_disruption_seconds=OUTLAST,
+    )
 
 
 in_process_schema = schemathesis.pytest.from_fixture("in_process")
