@@ -99,7 +99,8 @@ class StateKeeper:
                 await task
 
     async def _run(self) -> None:
-        while True:
+        # Until aclose: it also stops a round whose Redis client swallowed the cancel.
+        while asyncio.current_task() is self._task:
             await asyncio.sleep(self._interval)
             try:
                 await self.check()
