@@ -234,8 +234,10 @@ class RedisDisruptions:
         return await self.get(record.disruption_id)
 
     async def list_active(self) -> list[Disruption]:
+        """Oldest first, in the same order on every replica."""
         await self._refresh_if_possible()
-        return self.registry.list_active()
+        active = self.registry.list_active()
+        return sorted(active, key=lambda d: (d.created_at, d.disruption_id))
 
     async def get(self, disruption_id: str) -> Disruption:
         await self._refresh_if_possible()
@@ -265,7 +267,7 @@ class RedisDisruptions:
             decode(_text(flat[i]), _text(flat[i + 1]), repr(now), _text(flat[i + 2]))
             for i in range(0, len(flat), 3)
         ]
-        records.sort(key=lambda record: record.created_wall)
+        records.sort(key=lambda record: (record.created_wall, record.disruption_id))
         self._wrote(records)
         await self._refresh_if_possible()
         return [self.registry.get(record.disruption_id) for record in records]
@@ -296,7 +298,7 @@ class RedisDisruptions:
             self._held = True
         shared = sorted(
             (decode(i, raw, cancelled.get(i), affected.get(i)) for i, raw in records.items()),
-            key=lambda record: record.created_wall,
+            key=lambda record: (record.created_wall, record.disruption_id),
         )
         # A write made through this process while the answer was on its way is not in it.
         registry.adopt(shared, complete=writes == self._writes)
