@@ -33,8 +33,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import get_args
 
@@ -44,13 +43,11 @@ from failure_lab.control import (
     Disruption,
     DisruptionRequest,
     DisruptionStatus,
-    DisruptionType,
     UserRoute,
 )
 from failure_lab.errors import Conflict, NotFound
 from failure_lab.settings import Settings
-from simulator.cache import CacheError
-from simulator.database import DatabaseError
+from simulator.disruption_scope import DisruptionScope, Entry, SharedRecord
 from simulator.telemetry.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -58,123 +55,6 @@ Clock = Callable[[], float]
 ROUTES: tuple[str, ...] = get_args(UserRoute)
 # Timers may fire a hair before the monotonic deadline; never re-arm closer than this.
 _MIN_TIMER_SECONDS = 0.001
-
-
-@dataclass(slots=True, eq=False)
-class Entry:
-    """One disruption as the registry keeps it; ``until`` is on the monotonic clock."""
-
-    disruption_id: str
-    type: DisruptionType
-    severity: float
-    endpoints: tuple[str, ...]
-    duration: float
-    created_wall: float
-    until: float
-    requests_affected: int = 0
-    """As far as this process knows: the shared count it last read, plus ``unflushed``."""
-    unflushed: int = 0
-    """Requests counted here that the shared count has not been given yet."""
-    status: DisruptionStatus = "active"
-    ended_wall: float | None = None
-
-    def live(self, now: float) -> bool:
-        return self.status == "active" and now < self.until
-
-    def describe(self, now: float) -> str:
-        left = max(0.0, self.until - now)
-        return f"{self.disruption_id} ({self.type}, severity {self.severity:g}, {left:.1f}s left)"
-
-
-@dataclass(frozen=True, slots=True)
-class SharedRecord:
-    """One disruption as every replica sees it; ``deadline`` and times are Unix time."""
-
-    disruption_id: str
-    type: DisruptionType
-    severity: float
-    endpoints: tuple[str, ...]
-    duration: float
-    created_wall: float
-    cancelled_wall: float | None = None
-    requests_affected: int = 0
-
-    @property
-    def deadline(self) -> float:
-        return self.created_wall + self.duration
-
-
-class DisruptionScope:
-    """The disruptions that apply to one request, and what they did to it.
-
-    Made only when a disruption is active on the request's route, so a request without
-    one pays a single attribute check. Each effect is re-checked against the clock, and
-    the request counts once per disruption in ``requests_affected``.
-    """
-
-    __slots__ = ("_entries", "_registry", "_span", "_touched")
-
-    def __init__(self, registry: DisruptionRegistry, span: Span, entries: list[Entry]) -> None:
-        self._registry = registry
-        self._span = span
-        self._entries = entries
-        self._touched: set[str] = set()
-
-    def live(self, kind: DisruptionType) -> Iterator[Entry]:
-        now = self._registry.clock()
-        for entry in self._entries:
-            if entry.type == kind and entry.live(now):
-                yield entry
-
-    def error_burst(self) -> Entry | None:
-        """The ``error_burst`` that fails this request, if one draws it."""
-        for entry in self.live("error_burst"):
-            if self._registry.draw(entry.severity):
-                self.touch(entry, "failed")
-                return entry
-        return None
-
-    def squeeze_rate(self, entry: Entry) -> float:
-        return round((1.0 - entry.severity) * self._registry.squeeze_rps, 6)
-
-    def db_attempt(self, attempt: int) -> float:
-        """Milliseconds to add to this attempt; raises ``DatabaseError`` for an outage."""
-        for entry in self.live("db_outage"):
-            if self._registry.draw(entry.severity):
-                self.touch(entry, "failed", attempt=attempt)
-                raise DatabaseError("disruption: db_outage")
-        extra = 0.0
-        for entry in self.live("db_latency_spike"):
-            delay = entry.severity * self._registry.latency_spike_ms
-            if delay > 0:
-                self.touch(entry, "delayed", attempt=attempt, delay_ms=delay)
-                extra += delay
-        return extra
-
-    def cache_operation(self, operation: str) -> None:
-        """Raises ``CacheError`` when a ``cache_outage`` fails this operation."""
-        for entry in self.live("cache_outage"):
-            if self._registry.draw(entry.severity):
-                self.touch(entry, "failed", operation=operation)
-                raise CacheError("unavailable", "disruption: cache_outage")
-
-    def touch(self, entry: Entry, effect: str, **extra: str | int | float) -> None:
-        """Record that ``entry`` changed this request: a span event, and a count once."""
-        self._span.add_event(
-            "disruption",
-            {
-                "disruption_id": entry.disruption_id,
-                "type": entry.type,
-                "severity": entry.severity,
-                "effect": effect,
-                **extra,
-            },
-        )
-        if entry.disruption_id not in self._touched:
-            self._touched.add(entry.disruption_id)
-            entry.requests_affected += 1
-            entry.unflushed += 1
-            self._registry.metrics.disruption_requests_affected.labels(entry.type).inc()
 
 
 def too_many(active: int) -> Conflict:

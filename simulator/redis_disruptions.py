@@ -34,7 +34,8 @@ from redis.exceptions import RedisError
 
 from failure_lab.control import Disruption, DisruptionRequest
 from failure_lab.errors import BackendFailure, Conflict, NotFound
-from simulator.disruptions import DisruptionRegistry, SharedRecord, too_many
+from simulator.disruption_scope import SharedRecord
+from simulator.disruptions import DisruptionRegistry, too_many
 
 T = TypeVar("T")
 

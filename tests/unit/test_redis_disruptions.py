@@ -16,7 +16,8 @@ from failure_lab.control import DisruptionRequest
 from failure_lab.errors import Conflict, NotFound
 from failure_lab.settings import Settings
 from simulator.database import DatabaseError
-from simulator.disruptions import DisruptionRegistry, SharedRecord
+from simulator.disruption_scope import SharedRecord
+from simulator.disruptions import DisruptionRegistry
 from simulator.redis_client import redis_client
 from simulator.redis_disruptions import DisruptionStoreUnavailable, RedisDisruptions
 from simulator.telemetry.metrics import ServiceMetrics
