@@ -150,12 +150,13 @@ class Runtime:
 
     def dependencies(self) -> tuple[Component, ...]:
         """What this process needs to do its work: Redis, when configured (the failure
-        config, shared limits and cache live there)."""
+        config, shared limits, cache, disruptions and breaker config live there)."""
         if self.redis is None:
             return ()
         timeout = self.settings.backend_timeout_seconds
         probe = bounded("redis", redis_probe(self.redis), timeout)
-        return (Component("redis", "failure config, rate limits, cache", probe),)
+        role = "failure config, rate limits, cache, disruptions, breaker config"
+        return (Component("redis", role, probe),)
 
     def health(self) -> Dependencies:
         return Dependencies(self.dependencies(), self.settings.backend_timeout_seconds)
