@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 
 from failure_lab.bounds import within_bounds
@@ -245,7 +246,8 @@ async def _shared(
     )
     disruptions = RedisDisruptions(backends.redis, registry)
     sync = SyncLoop([breaker_store, disruptions], settings.shared_sync_interval_seconds)
-    await sync.sync()  # a replica starting applies what the others do, from its first request
+    with suppress_instrumentation():  # housekeeping, not a request: no trace of its own
+        await sync.sync()  # a replica starting applies what the others do, from its first request
     sync.start()
     keeper = StateKeeper(
         [*backends.shared, breaker_store, disruptions],

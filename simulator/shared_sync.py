@@ -18,6 +18,8 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
 from failure_lab.errors import BackendFailure
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,12 @@ class SyncLoop:
                 await task
 
     async def _run(self) -> None:
-        # Until aclose: it also stops a round whose Redis client swallowed the cancel.
-        while asyncio.current_task() is self._task:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.sync()
-            except Exception:  # a bug must not end the syncing for good
-                log.exception("syncing shared state from redis failed")
+        # Its Redis calls are housekeeping, not requests: no trace of their own each time.
+        with suppress_instrumentation():
+            # Until aclose: it also stops a round whose Redis client swallowed the cancel.
+            while asyncio.current_task() is self._task:
+                await asyncio.sleep(self._interval)
+                try:
+                    await self.sync()
+                except Exception:  # a bug must not end the syncing for good
+                    log.exception("syncing shared state from redis failed")
