@@ -41,8 +41,6 @@ class BreakerConfigStore(Protocol):
 class MemoryBreakerConfigStore:
     """One process: the config is the one its own breaker applies."""
 
-    name = "circuit_breaker_config"
-
     def __init__(self, initial: CircuitBreakerConfig, on_change: OnChange) -> None:
         self._config = initial
         self._on_change = on_change
