@@ -275,7 +275,8 @@ class ScenarioJobRequest(StrictRequest):
 
 
 class CircuitBreakerConfig(StrictRequest):
-    """The database circuit breaker of this process; a PUT replaces it whole."""
+    """The database circuit breaker's settings (with Redis, every replica's); a PUT replaces
+    them whole."""
 
     enabled: bool
     failure_threshold: int = Field(

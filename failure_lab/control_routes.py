@@ -52,6 +52,10 @@ _BY_ID: Final = {"disruption_id": "$response.body#/disruption_id"}
 _NO_JOB: Final = (404, "no such job (unknown, or finished too long ago)")
 _REDIS_DOWN: Final = (503, "Redis holds the config (FAILURE_LAB_REDIS_URL) and did not answer")
 _GONE: Final = (404, "unknown, or ended long ago")
+_SHARED_DOWN: Final = (
+    503,
+    "Redis holds it for every replica (FAILURE_LAB_REDIS_URL) and did not answer; nothing changed",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +197,7 @@ CONTROL: Final[Mapping[str, ControlRoute]] = MappingProxyType(
             "Replace the circuit breaker config; turning it off resets it to closed",
             CircuitBreakerStatus,
             CircuitBreakerConfig,
+            responses=errors(_SHARED_DOWN),
         ),
         "create_disruption": ControlRoute(
             "POST",
@@ -211,7 +216,7 @@ CONTROL: Final[Mapping[str, ControlRoute]] = MappingProxyType(
                         },
                     }
                 },
-                **errors((409, "FAILURE_LAB_MAX_ACTIVE_DISRUPTIONS are active")),
+                **errors((409, "FAILURE_LAB_MAX_ACTIVE_DISRUPTIONS are active"), _SHARED_DOWN),
             },
         ),
         "list_disruptions": ControlRoute(
@@ -225,6 +230,7 @@ CONTROL: Final[Mapping[str, ControlRoute]] = MappingProxyType(
             "/v1/disruptions/clear-all",
             "Cancel every active disruption",
             DisruptionsCleared,
+            responses=errors(_SHARED_DOWN),
         ),
         "get_disruption": ControlRoute(
             "GET",
@@ -240,7 +246,7 @@ CONTROL: Final[Mapping[str, ControlRoute]] = MappingProxyType(
             "/v1/disruptions/{disruption_id:uuid}",
             "Cancel an active disruption",
             Disruption,
-            responses=errors(_GONE, (409, "it has already ended")),
+            responses=errors(_GONE, (409, "it has already ended"), _SHARED_DOWN),
             params={"disruption_id": DisruptionId},
             operation_id="cancel_disruption",
         ),

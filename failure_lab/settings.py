@@ -32,8 +32,17 @@ class Settings(BaseSettings):
         default=1.0,
         gt=0,
         le=60,
-        description="How often a replica checks whether Redis lost the failure config it "
-        "holds (a restart without persistence), to write it back.",
+        description="How often a replica checks whether Redis lost the shared state it "
+        "holds (failure config, breaker settings, disruptions: a restart without "
+        "persistence), to write it back.",
+    )
+    shared_sync_interval_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="With Redis: how often a replica brings its copy of the shared "
+        "disruptions and circuit breaker settings in step with Redis (a change made through "
+        "another replica acts here within this time).",
     )
     service_name: str = Field(default="failure-lab-simulator")
     target_url: str | None = Field(
@@ -126,7 +135,7 @@ class Settings(BaseSettings):
     circuit_breaker_failure_threshold: int = Field(default=5, ge=1, le=10_000)
     circuit_breaker_open_seconds: float = Field(default=5.0, gt=0, le=3600)
 
-    # Disruptions: time-boxed faults held in this process only.
+    # Disruptions: time-boxed faults, in this process or shared through Redis.
     max_disruption_seconds: float = Field(default=3600.0, gt=0)
     max_active_disruptions: int = Field(default=100, ge=1)
     finished_disruptions_kept: int = Field(default=100, ge=0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from opentelemetry.trace import Span, Tracer
 
 from failure_lab.control import RateLimitAlgorithm
-from simulator.disruptions import DisruptionScope
+from simulator.disruption_scope import DisruptionScope
 from simulator.ratelimit import Decision, RateLimiter, RateLimiterUnavailable
 from simulator.request_scope import Outcome, RequestScope, Sleep, detail_json
 from simulator.telemetry.metrics import ServiceMetrics

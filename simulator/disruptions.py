@@ -18,7 +18,11 @@ acting on them the moment it ends. Expiry is checked against the clock wherever 
 disruption is read, so behaviour, listings and the active gauge are exact without any call;
 one timer per registry also ends them at their deadline, which counts and logs the end.
 
-State lives in this process only: every replica has its own, and a restart clears it.
+The registry is this process's copy, which requests read without any call. Without Redis it
+is the only one: every replica has its own, and a restart clears it. With Redis the copy
+mirrors the shared disruptions (:mod:`simulator.disruption_stores`), which ``adopt`` brings in
+as ``SharedRecord``s; their deadline is a wall-clock instant, so every replica ends a
+disruption at the same moment.
 """
 
 from __future__ import annotations
@@ -29,8 +33,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import get_args
 
@@ -40,13 +43,11 @@ from failure_lab.control import (
     Disruption,
     DisruptionRequest,
     DisruptionStatus,
-    DisruptionType,
     UserRoute,
 )
 from failure_lab.errors import Conflict, NotFound
 from failure_lab.settings import Settings
-from simulator.cache import CacheError
-from simulator.database import DatabaseError
+from simulator.disruption_scope import DisruptionScope, Entry, SharedRecord
 from simulator.telemetry.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -56,99 +57,11 @@ ROUTES: tuple[str, ...] = get_args(UserRoute)
 _MIN_TIMER_SECONDS = 0.001
 
 
-@dataclass(slots=True, eq=False)
-class Entry:
-    """One disruption as the registry keeps it; ``until`` is on the monotonic clock."""
-
-    disruption_id: str
-    type: DisruptionType
-    severity: float
-    endpoints: tuple[str, ...]
-    duration: float
-    created_wall: float
-    until: float
-    requests_affected: int = 0
-    status: DisruptionStatus = "active"
-    ended_wall: float | None = None
-
-    def live(self, now: float) -> bool:
-        return self.status == "active" and now < self.until
-
-    def describe(self, now: float) -> str:
-        left = max(0.0, self.until - now)
-        return f"{self.disruption_id} ({self.type}, severity {self.severity:g}, {left:.1f}s left)"
-
-
-class DisruptionScope:
-    """The disruptions that apply to one request, and what they did to it.
-
-    Made only when a disruption is active on the request's route, so a request without
-    one pays a single attribute check. Each effect is re-checked against the clock, and
-    the request counts once per disruption in ``requests_affected``.
-    """
-
-    __slots__ = ("_entries", "_registry", "_span", "_touched")
-
-    def __init__(self, registry: DisruptionRegistry, span: Span, entries: list[Entry]) -> None:
-        self._registry = registry
-        self._span = span
-        self._entries = entries
-        self._touched: set[str] = set()
-
-    def live(self, kind: DisruptionType) -> Iterator[Entry]:
-        now = self._registry.clock()
-        for entry in self._entries:
-            if entry.type == kind and entry.live(now):
-                yield entry
-
-    def error_burst(self) -> Entry | None:
-        """The ``error_burst`` that fails this request, if one draws it."""
-        for entry in self.live("error_burst"):
-            if self._registry.draw(entry.severity):
-                self.touch(entry, "failed")
-                return entry
-        return None
-
-    def squeeze_rate(self, entry: Entry) -> float:
-        return round((1.0 - entry.severity) * self._registry.squeeze_rps, 6)
-
-    def db_attempt(self, attempt: int) -> float:
-        """Milliseconds to add to this attempt; raises ``DatabaseError`` for an outage."""
-        for entry in self.live("db_outage"):
-            if self._registry.draw(entry.severity):
-                self.touch(entry, "failed", attempt=attempt)
-                raise DatabaseError("disruption: db_outage")
-        extra = 0.0
-        for entry in self.live("db_latency_spike"):
-            delay = entry.severity * self._registry.latency_spike_ms
-            if delay > 0:
-                self.touch(entry, "delayed", attempt=attempt, delay_ms=delay)
-                extra += delay
-        return extra
-
-    def cache_operation(self, operation: str) -> None:
-        """Raises ``CacheError`` when a ``cache_outage`` fails this operation."""
-        for entry in self.live("cache_outage"):
-            if self._registry.draw(entry.severity):
-                self.touch(entry, "failed", operation=operation)
-                raise CacheError("unavailable", "disruption: cache_outage")
-
-    def touch(self, entry: Entry, effect: str, **extra: str | int | float) -> None:
-        """Record that ``entry`` changed this request: a span event, and a count once."""
-        self._span.add_event(
-            "disruption",
-            {
-                "disruption_id": entry.disruption_id,
-                "type": entry.type,
-                "severity": entry.severity,
-                "effect": effect,
-                **extra,
-            },
-        )
-        if entry.disruption_id not in self._touched:
-            self._touched.add(entry.disruption_id)
-            entry.requests_affected += 1
-            self._registry.metrics.disruption_requests_affected.labels(entry.type).inc()
+def too_many(active: int) -> Conflict:
+    return Conflict(
+        f"{active} disruptions are active, the most "
+        "FAILURE_LAB_MAX_ACTIVE_DISRUPTIONS allows; cancel one or clear all"
+    )
 
 
 class DisruptionRegistry:
@@ -171,10 +84,10 @@ class DisruptionRegistry:
         self.clock = clock
         self.latency_spike_ms = settings.disruption_latency_spike_ms
         self.squeeze_rps = settings.disruption_squeeze_rps
-        self._max_active = settings.max_active_disruptions
-        self._kept = settings.finished_disruptions_kept
+        self.max_active = settings.max_active_disruptions
+        self.kept = settings.finished_disruptions_kept
         self._rng = rng
-        self._wall = wall
+        self.wall = wall
         self._entries: dict[str, Entry] = {}
         self._ended: OrderedDict[str, Entry] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
@@ -185,28 +98,103 @@ class DisruptionRegistry:
 
     def create(self, request: DisruptionRequest) -> Disruption:
         self.expire_due()
-        if len(self._entries) >= self._max_active:
-            raise Conflict(
-                f"{len(self._entries)} disruptions are active, the most "
-                "FAILURE_LAB_MAX_ACTIVE_DISRUPTIONS allows; cancel one or clear all"
-            )
+        if len(self._entries) >= self.max_active:
+            raise too_many(len(self._entries))
         now = self.clock()
-        endpoints = tuple(dict.fromkeys(request.endpoints)) if request.endpoints else ROUTES
-        entry = Entry(
+        record = self.new_record(request)
+        entry = self._entry(record, now, record.created_wall)
+        self._add(entry, now)
+        self._arm()
+        return self._view(entry, now)
+
+    def new_record(self, request: DisruptionRequest) -> SharedRecord:
+        """A new disruption, created now, as a record to share."""
+        return SharedRecord(
             disruption_id=uuid.uuid4().hex,
             type=request.type,
             severity=request.severity,
-            endpoints=endpoints,
+            endpoints=tuple(dict.fromkeys(request.endpoints)) if request.endpoints else ROUTES,
             duration=request.duration_seconds,
-            created_wall=self._wall(),
-            until=now + request.duration_seconds,
+            created_wall=self.wall(),
         )
+
+    def adopt(self, records: Iterable[SharedRecord], *, complete: bool) -> None:
+        """Bring the shared disruptions into this copy: new ones start acting, cancelled
+        ones end, counts follow. ``complete``: the records are all there are, so an active
+        disruption missing from them has been dropped elsewhere and ends here too."""
+        now, wall = self.clock(), self.wall()
+        seen: set[str] = set()
+        for record in records:
+            seen.add(record.disruption_id)
+            entry = self._entries.get(record.disruption_id) or self._ended.get(record.disruption_id)
+            if entry is not None:
+                entry.requests_affected = record.requests_affected + entry.unflushed
+                if entry.status == "active" and record.cancelled_wall is not None:
+                    self._end(entry, "cancelled", record.cancelled_wall)
+                continue
+            entry = self._entry(record, now, wall)
+            if record.cancelled_wall is None and entry.until > now:
+                self._add(entry, now)
+            else:  # ended before this process saw it: readable, never acted on here
+                cancelled = record.cancelled_wall is not None
+                entry.status = "cancelled" if cancelled else "expired"
+                entry.ended_wall = record.cancelled_wall if cancelled else record.deadline
+                self._keep(entry)
+        if complete:
+            for entry in [e for e in self._entries.values() if e.disruption_id not in seen]:
+                self._end(entry, "cancelled")
+        self.expire_due()
+        self._arm()
+
+    def records(self) -> list[SharedRecord]:
+        """Every disruption this copy holds, active and ended, as records to share."""
+        return [
+            SharedRecord(
+                disruption_id=entry.disruption_id,
+                type=entry.type,
+                severity=entry.severity,
+                endpoints=entry.endpoints,
+                duration=entry.duration,
+                created_wall=entry.created_wall,
+                cancelled_wall=entry.ended_wall if entry.status == "cancelled" else None,
+                requests_affected=entry.requests_affected,
+            )
+            for entry in (*self._ended.values(), *self._entries.values())
+        ]
+
+    def take_unflushed(self) -> dict[str, int]:
+        """The counts made here since the last call, by disruption, now owed to the shared
+        count; ``give_back`` returns them if they could not be added there."""
+        taken = {}
+        for entry in (*self._entries.values(), *self._ended.values()):
+            if entry.unflushed:
+                taken[entry.disruption_id] = entry.unflushed
+                entry.unflushed = 0
+        return taken
+
+    def give_back(self, taken: dict[str, int]) -> None:
+        for disruption_id, count in taken.items():
+            entry = self._entries.get(disruption_id) or self._ended.get(disruption_id)
+            if entry is not None:
+                entry.unflushed += count
+
+    def _entry(self, record: SharedRecord, now: float, wall: float) -> Entry:
+        return Entry(
+            disruption_id=record.disruption_id,
+            type=record.type,
+            severity=record.severity,
+            endpoints=record.endpoints,
+            duration=record.duration,
+            created_wall=record.created_wall,
+            until=now + (record.deadline - wall),
+            requests_affected=record.requests_affected,
+        )
+
+    def _add(self, entry: Entry, now: float) -> None:
         self._entries[entry.disruption_id] = entry
         self.active = True
         self.metrics.disruptions_created.labels(entry.type).inc()
-        log.info("disruption %s created on %s", entry.describe(now), ", ".join(endpoints))
-        self._arm()
-        return self._view(entry, now)
+        log.info("disruption %s created on %s", entry.describe(now), ", ".join(entry.endpoints))
 
     def list_active(self) -> list[Disruption]:
         self.expire_due()
@@ -281,29 +269,35 @@ class DisruptionRegistry:
         for entry in [e for e in self._entries.values() if e.until <= now]:
             self._end(entry, "expired")
 
-    def close(self) -> None:
-        """Drop everything (the process stops); active disruptions are logged by name."""
+    def close(self, *, shared: bool = False) -> None:
+        """Drop everything (the process stops); active disruptions are logged by name, as
+        dropped unless ``shared`` (they go on acting on the other replicas)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self.expire_due()
         if self._entries:
             now = self.clock()
-            log.warning(
-                "stopping with %d active disruptions, dropped (in-process only): %s",
+            log.log(
+                logging.INFO if shared else logging.WARNING,
+                "stopping with %d active disruptions, %s: %s",
                 len(self._entries),
+                "left to the other replicas (shared in redis)"
+                if shared
+                else "dropped (in-process only)",
                 "; ".join(entry.describe(now) for entry in self._entries.values()),
             )
         self._entries.clear()
         self.active = False
 
-    def _end(self, entry: Entry, reason: DisruptionStatus) -> None:
+    def _end(self, entry: Entry, reason: DisruptionStatus, when: float | None = None) -> None:
         del self._entries[entry.disruption_id]
         self.active = bool(self._entries)
         entry.status = reason
-        entry.ended_wall = (
-            entry.created_wall + entry.duration if reason == "expired" else self._wall()
-        )
+        if reason == "expired":
+            entry.ended_wall = entry.created_wall + entry.duration
+        else:
+            entry.ended_wall = self.wall() if when is None else when
         self.metrics.disruptions_ended.labels(entry.type, reason).inc()
         log.info(
             "disruption %s (%s) %s; %d requests affected",
@@ -312,9 +306,12 @@ class DisruptionRegistry:
             reason,
             entry.requests_affected,
         )
-        if self._kept > 0:
+        self._keep(entry)
+
+    def _keep(self, entry: Entry) -> None:
+        if self.kept > 0:
             self._ended[entry.disruption_id] = entry
-            while len(self._ended) > self._kept:
+            while len(self._ended) > self.kept:
                 self._ended.popitem(last=False)
 
     def _arm(self) -> None:

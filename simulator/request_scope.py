@@ -20,7 +20,7 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from failure_lab.control import FailureConfig
-from simulator.disruptions import DisruptionScope
+from simulator.disruption_scope import DisruptionScope
 from simulator.options import PipelineOptions
 
 Sleep = Callable[[float], Awaitable[None]]

@@ -5,8 +5,10 @@ otherwise); handlers receive the finished objects and never branch on the backen
 Closing order matters: stop generating traffic first, then the client, then flush spans,
 then drop the Redis connection. All of it fits in the shutdown's deadline
 (:mod:`simulator.shutdown`): the flush gets what is left, and spans it could not export
-are dropped, counted and logged. Disruptions and the circuit breaker are state of this
-process only, so a restart starts with none and a closed breaker.
+are dropped, counted and logged. Without Redis, disruptions and the breaker's settings are
+state of this process only, so a restart starts with none and the start-up settings; with
+Redis they are shared by every replica (a copy in each, kept in step by ``SyncLoop``). The
+breaker's state is always this process's own, as every real client keeps its own.
 
 Its dependencies (Redis, when configured) are named once here for the health probes: the
 stack's simulator serves them itself, the embedded default hands them to its shim.
@@ -15,22 +17,32 @@ stack's simulator serves them itself, the embedded default hands them to its shi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 
 from failure_lab.bounds import within_bounds
 from failure_lab.control import CircuitBreakerConfig, FailureConfig
+from failure_lab.errors import BackendFailure
 from failure_lab.health import Component, Dependencies, bounded
 from failure_lab.settings import Settings
 from simulator.backoff import Backoff
 from simulator.breaker import CircuitBreaker, State
+from simulator.breaker_config import (
+    BreakerConfigStore,
+    MemoryBreakerConfigStore,
+    RedisBreakerConfigStore,
+)
 from simulator.cache import Cache, MemoryCache, RedisCache
 from simulator.database import SimulatedDatabase
+from simulator.disruption_stores import Disruptions, LocalDisruptions
 from simulator.disruptions import DisruptionRegistry
 from simulator.faults import FailureConfigStore, MemoryConfigStore, RedisConfigStore
 from simulator.generator.engine import TrafficEngine
@@ -44,7 +56,9 @@ from simulator.ratelimit import RateLimiter
 from simulator.ratelimit.memory import MemoryRateLimiter
 from simulator.ratelimit.redis import RedisRateLimiter
 from simulator.redis_client import redis_client, redis_probe
-from simulator.shared_state import StateKeeper
+from simulator.redis_disruptions import RedisDisruptions
+from simulator.shared_state import SharedState, StateKeeper
+from simulator.shared_sync import SyncLoop
 from simulator.shutdown import Deadline
 from simulator.telemetry.metrics import ServiceMetrics
 from simulator.telemetry.span_export import BoundedBatchProcessor
@@ -68,9 +82,10 @@ class Runtime:
     engine: TrafficEngine
     jobs: JobManager
     breaker: CircuitBreaker
-    disruptions: DisruptionRegistry
+    breaker_store: BreakerConfigStore
+    disruptions: Disruptions
     redis: aioredis.Redis | None = None
-    closers: list[Cache | RateLimiter | StateKeeper] = field(default_factory=list)
+    closers: list[Cache | RateLimiter | StateKeeper | SyncLoop] = field(default_factory=list)
     span_export: BoundedBatchProcessor | None = None
     started_at: float = field(default_factory=time.time)
     deadline: Deadline | None = None
@@ -99,10 +114,11 @@ class Runtime:
         backends = _backends(settings, metrics, tracer_provider)
         metrics.show_config(await backends.store.current())
         breaker = _breaker(settings, metrics)
-        disruptions = DisruptionRegistry(settings, metrics, rng)
-        metrics.watch_disruptions(disruptions.count_active)
-        metrics.watch_disruption_ends(disruptions.planned_end)
-        log.info("disruptions are in-process: none survive a restart")
+        registry = DisruptionRegistry(settings, metrics, rng)
+        metrics.watch_disruptions(registry.count_active)
+        metrics.watch_disruption_ends(registry.planned_end)
+        shared = await _shared(settings, metrics, backends, breaker, registry)
+        log.info("disruptions are %s", shared.disruptions.where)
         pipeline = Pipeline(
             limiter=backends.limiter,
             cache=backends.cache,
@@ -113,47 +129,48 @@ class Runtime:
             tracer=tracer_provider.get_tracer("failure_lab.simulator"),
             sleep=asyncio.sleep,
             breaker=breaker,
-            disruptions=disruptions,
+            disruptions=registry,
         )
         engine, jobs = await _generator(settings, tracer_provider, generator_metrics, rng, base_url)
         return cls(
-            settings,
-            metrics,
-            tracer_provider,
-            rng,
-            backends.store,
-            pipeline,
-            engine,
-            jobs,
-            breaker,
-            disruptions,
-            backends.redis,
-            [*backends.keepers, backends.limiter, backends.cache],
-            span_export,
+            settings=settings,
+            metrics=metrics,
+            tracer_provider=tracer_provider,
+            rng=rng,
+            config_store=backends.store,
+            pipeline=pipeline,
+            engine=engine,
+            jobs=jobs,
+            breaker=breaker,
+            breaker_store=shared.breaker_store,
+            disruptions=shared.disruptions,
+            redis=backends.redis,
+            closers=[*shared.loops, backends.limiter, backends.cache],
+            span_export=span_export,
         )
 
     def dependencies(self) -> tuple[Component, ...]:
         """What this process needs to do its work: Redis, when configured (the failure
-        config, shared limits and cache live there)."""
+        config, shared limits, cache, disruptions and breaker config live there)."""
         if self.redis is None:
             return ()
         timeout = self.settings.backend_timeout_seconds
         probe = bounded("redis", redis_probe(self.redis), timeout)
-        return (Component("redis", "failure config, rate limits, cache", probe),)
+        role = "failure config, rate limits, cache, disruptions, breaker config"
+        return (Component("redis", role, probe),)
 
     def health(self) -> Dependencies:
         return Dependencies(self.dependencies(), self.settings.backend_timeout_seconds)
 
-    def configure_breaker(self, config: CircuitBreakerConfig) -> None:
-        log.info(
-            "circuit breaker config: %s",
-            "off"
-            if not config.enabled
-            else f"on, opens after {config.failure_threshold} "
-            f"consecutive failures for {config.open_seconds:g} s",
-        )
-        self.breaker.configure(config)
-        self.metrics.show_breaker(self.breaker.state, self.breaker.enabled)
+    async def configure_breaker(self, config: CircuitBreakerConfig) -> None:
+        """Set the breaker's config for every replica (Redis) or this one; this replica's
+        breaker applies it at once, the others when they next sync."""
+        await self.breaker_store.put(config)
+
+    async def read_breaker_config(self) -> None:
+        """Bring this replica's breaker in step with the shared config, if Redis answers."""
+        with contextlib.suppress(BackendFailure):
+            await self.breaker_store.get()
 
     def stop_by(self, deadline: Deadline) -> None:
         """The server began to stop: everything ``aclose`` does must be done by then."""
@@ -163,9 +180,9 @@ class Runtime:
         deadline = self.deadline or Deadline.after(self.settings.shutdown_grace_seconds)
         await self.jobs.aclose(timeout=deadline.left_before_flush())
         await self.engine.aclose()
-        self.disruptions.close()
-        for closer in self.closers:
+        for closer in self.closers:  # the sync loops first: they may use what follows
             await closer.aclose()
+        await self.disruptions.aclose()
         await self._finish_spans(deadline)
         if self.redis is not None:
             await self.redis.aclose()
@@ -201,7 +218,44 @@ class _Backends:
     cache: Cache
     store: FailureConfigStore
     redis: aioredis.Redis | None = None
-    keepers: tuple[StateKeeper, ...] = ()
+    shared: tuple[SharedState, ...] = ()
+    """What Redis holds that someone set on purpose, to be written back if Redis loses it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """The state replicas share when Redis is configured, and what keeps it in step."""
+
+    breaker_store: BreakerConfigStore
+    disruptions: Disruptions
+    loops: tuple[StateKeeper | SyncLoop, ...] = ()
+
+
+async def _shared(
+    settings: Settings,
+    metrics: ServiceMetrics,
+    backends: _Backends,
+    breaker: CircuitBreaker,
+    registry: DisruptionRegistry,
+) -> _Shared:
+    apply = _breaker_applier(breaker, metrics)
+    if backends.redis is None:
+        return _Shared(MemoryBreakerConfigStore(breaker.config, apply), LocalDisruptions(registry))
+    breaker_store = RedisBreakerConfigStore(
+        backends.redis, defaults=breaker.config, on_change=apply
+    )
+    disruptions = RedisDisruptions(backends.redis, registry)
+    sync = SyncLoop([breaker_store, disruptions], settings.shared_sync_interval_seconds)
+    with suppress_instrumentation():  # housekeeping, not a request: no trace of its own
+        await sync.sync()  # a replica starting applies what the others do, from its first request
+    sync.start()
+    keeper = StateKeeper(
+        [*backends.shared, breaker_store, disruptions],
+        settings.redis_restore_interval_seconds,
+        on_restored=lambda name: metrics.redis_restores.labels(name).inc(),
+    )
+    keeper.start()
+    return _Shared(breaker_store, disruptions, (sync, keeper))
 
 
 def _backends(
@@ -239,13 +293,7 @@ def _backends(
         RedisInstrumentor.instrument_client(client, tracer_provider=tracer_provider)
     log.info("redis backends on %s", settings.redis_url)
     store = RedisConfigStore(client, on_change=on_config, defaults=defaults)
-    keeper = StateKeeper(
-        [store],
-        settings.redis_restore_interval_seconds,
-        on_restored=lambda name: metrics.redis_restores.labels(name).inc(),
-    )
-    keeper.start()
-    return _Backends(RedisRateLimiter(client), RedisCache(client), store, client, (keeper,))
+    return _Backends(RedisRateLimiter(client), RedisCache(client), store, client, (store,))
 
 
 def _database(settings: Settings, metrics: ServiceMetrics, rng: random.Random) -> SimulatedDatabase:
@@ -276,6 +324,25 @@ def _breaker(settings: Settings, metrics: ServiceMetrics) -> CircuitBreaker:
     )
     metrics.show_breaker(breaker.state, breaker.enabled)
     return breaker
+
+
+def _breaker_applier(
+    breaker: CircuitBreaker, metrics: ServiceMetrics
+) -> Callable[[CircuitBreakerConfig], None]:
+    """What a new breaker config does here, whichever replica set it."""
+
+    def apply(config: CircuitBreakerConfig) -> None:
+        log.info(
+            "circuit breaker config: %s",
+            "off"
+            if not config.enabled
+            else f"on, opens after {config.failure_threshold} "
+            f"consecutive failures for {config.open_seconds:g} s",
+        )
+        breaker.configure(config)
+        metrics.show_breaker(breaker.state, breaker.enabled)
+
+    return apply
 
 
 async def _generator(

@@ -2,8 +2,8 @@
 
 Redis in this lab keeps nothing on disk (compose runs it without persistence), so a restart
 comes back empty. State that replicas only cache (limits, cached reads) is simply rebuilt;
-state that someone set on purpose, the failure config, would silently fall back to its
-defaults and end a running experiment. Every replica holds a copy of such state, so each one
+state that someone set on purpose, such as the failure config, would silently fall back to
+its defaults and end a running experiment. Every replica holds a copy of such state, so each one
 can tell that Redis lost it and write its copy back.
 
 A piece of shared state joins by implementing ``SharedState``: how to tell that Redis lost it
@@ -13,8 +13,8 @@ write made since Redis came back is never undone). The keeper asks every piece o
 ``interval`` (one EXISTS each), logs and counts what it wrote back, and carries on quietly
 while Redis is down.
 
-Disruptions and the circuit breaker are in-process state, never stored in Redis, so a Redis
-restart leaves them as they are.
+Such state: the failure config, the circuit breaker's config and the disruptions. The
+breaker's state is each process's own and never in Redis, so a Redis restart leaves it as it is.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from failure_lab.errors import BackendFailure
 
@@ -99,9 +101,12 @@ class StateKeeper:
                 await task
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.check()
-            except Exception:  # a bug must not end the keeping for good
-                log.exception("checking shared state in redis failed")
+        # Its Redis calls are housekeeping, not requests: no trace of their own each time.
+        with suppress_instrumentation():
+            # Until aclose: it also stops a round whose Redis client swallowed the cancel.
+            while asyncio.current_task() is self._task:
+                await asyncio.sleep(self._interval)
+                try:
+                    await self.check()
+                except Exception:  # a bug must not end the keeping for good
+                    log.exception("checking shared state in redis failed")

@@ -5,7 +5,7 @@ declared on the models' fields; a request above one gets 422 naming the cap and 
 that raises it (``check_bounds``). Sustained generation answers 202 with a job that
 can be read and stopped under ``/v1/traffic/jobs`` (simulator/api/jobs.py). The circuit
 breaker's config can be changed at run time too, so a scenario can compare a run with and
-without it.
+without it; with Redis the config is every replica's, the state each replica's own.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def _breaker_status(runtime: Runtime) -> CircuitBreakerStatus:
 
 @router.api_route(**CONTROL["get_circuit_breaker"].route())
 async def get_circuit_breaker(runtime: RuntimeDep) -> CircuitBreakerStatus:
+    await runtime.read_breaker_config()
     return _breaker_status(runtime)
 
 
@@ -81,5 +82,5 @@ async def get_circuit_breaker(runtime: RuntimeDep) -> CircuitBreakerStatus:
 async def put_circuit_breaker(
     config: CircuitBreakerConfig, runtime: RuntimeDep
 ) -> CircuitBreakerStatus:
-    runtime.configure_breaker(config)
+    await runtime.configure_breaker(config)
     return _breaker_status(runtime)

@@ -85,7 +85,8 @@ async def test_embedded_health_follows_its_redis(redis: RedisProcess) -> None:
         health = (await http.get("/health")).json()
         assert health["status"] == "healthy"
         assert set(health["checks"]) == {"embedded", "redis"}
-        assert health["checks"]["redis"]["role"] == "failure config, rate limits, cache"
+        role = "failure config, rate limits, cache, disruptions, breaker config"
+        assert health["checks"]["redis"]["role"] == role
 
         redis.kill()
         await assert_redis_down(http)

@@ -1,5 +1,5 @@
-"""A Redis restart (empty: no persistence) does not end an experiment: the failure config two
-replicas held is written back, and disruptions and the breaker, held in process, carry on."""
+"""A Redis restart (empty: no persistence) does not end an experiment: the failure config, the
+breaker's config and the disruptions two replicas held are written back, and carry on."""
 
 from __future__ import annotations
 
@@ -87,10 +87,25 @@ async def test_the_failure_config_survives_a_redis_restart(
             assert sum(restores) in (1.0, 2.0)
             assert caplog.text.count("redis had lost the failure_config") == sum(restores)
 
-            # In-process state was never in Redis: untouched by its restart.
-            active = (await a.get("/v1/disruptions")).json()["disruptions"]
-            assert [d["disruption_id"] for d in active] == [disruption["disruption_id"]]
-            breaker = (await a.get("/v1/config/circuit-breaker")).json()
-            assert {k: breaker[k] for k in BREAKER} == BREAKER
+            # The shared disruptions and breaker config came back too, for every replica.
+            shared = ("disruptions", "circuit_breaker_config")
+
+            def restored(state: str) -> float:
+                return sum(
+                    sample(app, "failure_lab_redis_state_restored_total", state=state)
+                    for app in (app_a, app_b)
+                )
+
+            deadline = time.monotonic() + 5
+            while not all(restored(state) for state in shared):
+                assert time.monotonic() < deadline, "not all shared state was written back"
+                await asyncio.sleep(0.05)
+            for replica in (a, b, c):
+                active = (await replica.get("/v1/disruptions")).json()["disruptions"]
+                assert [d["disruption_id"] for d in active] == [disruption["disruption_id"]]
+                assert active[0]["active_until"] == disruption["active_until"]
+                breaker = (await replica.get("/v1/config/circuit-breaker")).json()
+                assert {k: breaker[k] for k in BREAKER} == BREAKER
+            assert [restored(state) in (1.0, 2.0) for state in shared] == [True, True]
     finally:
         redis.kill()

@@ -12,10 +12,10 @@ the replicas (``tests/stack/live.py``). The replicas' generator sends through HA
 
 A background job (30 req/s, a token bucket of 20 req/s) runs through the whole module, started
 through the shim. The tests then hold the stack to what docs/api.md says of replicas: user
-requests reach every replica, control calls reach one, the failure config and the rate limit
-are shared through Redis, Prometheus scrapes every replica and HAProxy, and every query of the
-per-replica dashboard answers. Last, a replica is stopped and started again, and a fourth is
-added to DNS, as ``--scale`` does.
+requests reach every replica, control calls reach one, the failure config, the rate limit,
+disruptions and the breaker's settings are shared through Redis, Prometheus scrapes every
+replica and HAProxy, and every query of the per-replica dashboard answers. Last, a replica
+is stopped and started again, and a fourth is added to DNS, as ``--scale`` does.
 """
 
 from __future__ import annotations
@@ -290,6 +290,66 @@ async def test_a_failure_config_put_through_the_proxy_applies_to_every_replica(
     )
     rates = await counts(cluster, "failure_lab_failure_config", field="failure_rate")
     assert rates == [FAULT.failure_rate] * REPLICAS
+
+
+async def test_a_disruption_started_through_the_shim_acts_on_every_replica(
+    cluster: Cluster,
+) -> None:
+    outage = {"type": "db_outage", "severity": 1.0, "duration_seconds": 60}
+    created = await cluster.shim.post("/v1/disruptions", json=outage)
+    assert created.status_code == 201, created.text
+    disruption_id = created.json()["disruption_id"]
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            for replica in cluster.replicas:
+                listed = (await client.get(f"{replica.url}/v1/disruptions")).json()
+                assert [d["disruption_id"] for d in listed["disruptions"]] == [disruption_id]
+        # The background job's requests reach every replica, and the outage fails them there.
+        affected = "failure_lab_disruption_requests_affected_total"
+        await eventually(
+            lambda: counts(cluster, affected, type="db_outage"),
+            lambda now: all(n > 0 for n in now),
+            timeout=WAIT,
+            what="requests affected by the outage on every replica",
+        )
+        await eventually(
+            lambda: cluster.shim.get(f"/v1/disruptions/{disruption_id}"),
+            lambda answer: answer.json()["requests_affected"] >= REPLICAS,
+            timeout=WAIT,
+            what="requests_affected summed over the replicas",
+        )
+    finally:
+        cleared = await cluster.shim.post("/v1/disruptions/clear-all")
+        assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["cleared"] == 1
+    await eventually(
+        lambda: counts(cluster, "failure_lab_disruptions_active", type="db_outage"),
+        lambda now: now == [0.0] * REPLICAS,
+        timeout=WAIT,
+        what="the outage ended on every replica",
+    )
+
+
+async def test_breaker_settings_put_through_the_shim_apply_to_every_replica(
+    cluster: Cluster,
+) -> None:
+    breaker = {"enabled": True, "failure_threshold": 1000, "open_seconds": 7}
+    put = await cluster.shim.put("/v1/config/circuit-breaker", json=breaker)
+    assert put.status_code == 200, put.text
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            for replica in cluster.replicas:
+                seen = (await client.get(f"{replica.url}/v1/config/circuit-breaker")).json()
+                assert {k: seen[k] for k in breaker} == breaker, replica.instance
+        await eventually(
+            lambda: counts(cluster, "failure_lab_circuit_breaker_enabled"),
+            lambda now: now == [1.0] * REPLICAS,
+            timeout=WAIT,
+            what="the breaker on in every replica",
+        )
+    finally:
+        off = {**breaker, "enabled": False}
+        assert (await cluster.shim.put("/v1/config/circuit-breaker", json=off)).is_success
 
 
 async def test_one_rate_limit_holds_across_the_replicas(cluster: Cluster) -> None:
