@@ -203,12 +203,12 @@ class Settings(BaseSettings):
 
     # Admission of outside load: the user API's bound on requests in flight (server side).
     max_concurrent_requests: int = Field(
-        default=1024,
+        default=512,
         ge=0,
         description="Requests of the simulated user API (/api/v1/users...) in flight at once, "
         "from anyone; one more is answered 503 with Retry-After at once, before any work. "
-        "0 turns the bound off. The default leaves room for the generator's own "
-        "max_in_flight (256, and 256 more in worker processes).",
+        "0 turns the bound off. The default is the most the lab's own generator holds: "
+        "max_in_flight (256) in this process and as many again in worker processes.",
     )
     shed_retry_after_seconds: int = Field(
         default=1, ge=1, le=3600, description="Retry-After of a shed request's 503."

@@ -42,7 +42,7 @@ from simulator.api import control, disruptions, jobs, statistics, users
 from simulator.api.deps import runtime_of
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.runtime import Runtime
-from simulator.shedding import InFlight, ShedOverload, document_shedding
+from simulator.shedding import Admission, ShedOverload, document_shedding
 from simulator.telemetry.metrics import ServiceMetrics
 from simulator.telemetry.tracing import build_tracer_provider
 
@@ -112,14 +112,12 @@ def create_app(
         exclude_spans=["send", "receive"],
     )
     app.add_middleware(HeadAsGet)  # outside the tracing: a HEAD is traced as its GET
-    in_flight = InFlight(settings.max_concurrent_requests)
-    metrics.watch_in_flight(lambda: in_flight.count, in_flight.limit)
-    shedding = Middleware(
-        ShedOverload,
-        in_flight=in_flight,
-        on_shed=metrics.count_shed,
-        retry_after_seconds=settings.shed_retry_after_seconds,
+    admission = Admission(
+        settings.max_concurrent_requests, metrics.count_shed, settings.shed_retry_after_seconds
     )
+    app.state.admission = admission  # asked by the server as each request arrives
+    metrics.watch_in_flight(lambda: admission.in_flight, admission.limit)
+    shedding = Middleware(ShedOverload, admission=admission)
     # Outermost: a refused request is not a traced one, and a shed one is not even read.
     install_guards(app, settings, workload=[shedding])
     return app

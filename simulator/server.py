@@ -24,11 +24,18 @@ import socket
 import time
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
+from simulator.shedding import Admission
 from simulator.shutdown import Deadline
 
 
@@ -73,6 +80,50 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def admitting(admission: Admission) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, asking ``admission`` as it is about to make each
+    request's task (:mod:`simulator.shedding`): the earliest the request is whole, before it
+    waits for its turn on the event loop. A shed request gets no task: its answer is written
+    at once, as uvicorn would write :meth:`Admission.refuse`'s, and any body it has is
+    discarded as it arrives, unread."""
+
+    class AdmittingProtocol(HttpToolsProtocol):
+        def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+            # uvicorn types the ASGI interface its own way, Starlette another: the same dicts.
+            scope: Any = cycle.scope
+            verdict = admission.arrive(scope)
+            if verdict == "shed":
+                self._answer_shed(cycle)
+                return
+            chosen: Any = admission.counted(cast(Any, app)) if verdict == "admitted" else app
+            super()._start_asgi_task(cycle, chosen)
+
+        def _answer_shed(self, cycle: RequestResponseCycle) -> None:
+            head = [STATUS_LINE[503]]
+            for name, value in (*cycle.default_headers, *admission.headers):
+                head += (name, b": ", value, b"\r\n")
+            if not cycle.keep_alive:
+                head.append(b"connection: close\r\n")
+            head.append(b"\r\n")
+            if cycle.scope["method"] != "HEAD":
+                head.append(admission.body)
+            self.transport.write(b"".join(head))
+            cycle.response_started = cycle.response_complete = True  # later body: discarded
+            cycle.message_event.set()
+            if not cycle.keep_alive:
+                self.transport.close()
+            self.on_response_complete()
+            if not self.transport.is_closing():
+                self.flow.pause_reading()
+                self.loop.call_later(admission.retry_after_seconds, self._resume)
+
+        def _resume(self) -> None:
+            if not self.transport.is_closing():
+                self.flow.resume_reading()
+
+    return AdmittingProtocol
+
+
 def server_for(
     app: FastAPI,
     host: str,
@@ -82,12 +133,13 @@ def server_for(
     *,
     own_signals: bool = True,
 ) -> Server:
+    admission: Admission | None = getattr(app.state, "admission", None)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http="httptools" if admission is None else admitting(admission),
         lifespan="on",
         access_log=False,
         log_level=log_level,

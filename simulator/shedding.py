@@ -15,85 +15,126 @@ Only the user API's routes are bounded, found from the path by string tests alon
 (:func:`simulator.routes.route_of`): control calls, probes, ``/metrics`` and paths that are no
 route are never shed; they are cheap, and they are how an operator sees the overload.
 
-uvicorn's ``--limit-concurrency`` is not this bound: it counts every connection and task of
-every route, answers a plain-text 503 without ``Retry-After`` and refuses the probes and
-``/metrics`` with the rest.
+Where a request is counted matters more than how. A request waits on the event loop between
+its arrival (the server parsed it and made its task) and the first step of its task, and
+under overload that is where the queue is: with 1,000 connections and a bound of 128, a
+middleware that counted requests from its own first step never saw 128 at once, while every
+request waited 380 ms for its turn (docs/benchmarks.md). So the server counts them from their
+arrival: ``simulator.server`` asks :meth:`Admission.arrive` as uvicorn makes each request's
+task, and a shed request's task runs :meth:`Admission.refuse` alone, none of the app's
+middleware. :class:`ShedOverload` is the same bound as ASGI middleware, for a server that
+does not ask (it lets through what the server already admitted).
+
+uvicorn's ``--limit-concurrency`` is not this bound: it counts every connection (idle
+keep-alive ones too) and every task of every route, answers a plain-text 503 without
+``Retry-After`` and refuses the probes and ``/metrics`` with the rest.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from failure_lab.guard import SECURITY_HEADERS
 from failure_lab.openapi import SCHEMAS
 from simulator.routes import ANSWERS, route_of
 
+ADMITTED: Final = "failure_lab.admitted"
+"""Scope key the server sets on a request it admitted (and counts until the app returns)."""
+Verdict = Literal["other", "admitted", "shed"]
 
-@dataclass(slots=True)
-class InFlight:
-    """The user API's requests in flight now, and the bound on them (0: no bound)."""
 
-    limit: int
-    count: int = 0
+class Admission:
+    """The user API's requests in flight, the bound on them (0: none), and the refusal."""
 
-    def full(self) -> bool:
-        return 0 < self.limit <= self.count
+    def __init__(
+        self, limit: int, on_shed: Callable[[str, str], None], retry_after_seconds: int
+    ) -> None:
+        self.limit = limit
+        self.retry_after_seconds = retry_after_seconds
+        self.in_flight = 0
+        self._on_shed = on_shed
+        detail = (
+            f"overloaded: {limit} requests of the user API are in flight, its bound "
+            f"(FAILURE_LAB_MAX_CONCURRENT_REQUESTS); retry after {retry_after_seconds} s"
+        )
+        self.body = json.dumps({"detail": detail}).encode()
+        # Answered without the app's middleware: its headers are those every answer carries.
+        self.headers: tuple[tuple[bytes, bytes], ...]
+        self.headers = (
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+            (b"retry-after", str(retry_after_seconds).encode()),
+            (b"cache-control", b"no-store"),
+            *SECURITY_HEADERS,
+        )
+
+    def arrive(self, scope: Scope) -> Verdict:
+        """What becomes of a request: ``other`` for anything but the user API; ``admitted``
+        for a user API request while there is room (counted in flight until :meth:`leave`);
+        ``shed`` for one past the bound (counted as shed)."""
+        route = route_of(scope["method"], scope["path"])
+        if route is None:
+            return "other"
+        if 0 < self.limit <= self.in_flight:
+            self._on_shed(*route)
+            return "shed"
+        self.in_flight += 1
+        return "admitted"
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The shed request's answer, as an ASGI app: 503, ``Retry-After``, JSON detail."""
+        # A new message each time: a middleware may change what it is sent.
+        await send({"type": "http.response.start", "status": 503, "headers": list(self.headers)})
+        await send({"type": "http.response.body", "body": self.body})
+
+    def counted(self, app: ASGIApp) -> ASGIApp:
+        """``app`` for a request :meth:`arrive` admitted: marked so, and left when it returns."""
+
+        async def admitted(scope: Scope, receive: Receive, send: Send) -> None:
+            scope[ADMITTED] = True
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.leave()
+
+        return admitted
 
 
 class ShedOverload:
-    """ASGI middleware: admits a user API request while :class:`InFlight` has room, answers
-    503 at once otherwise; ``on_shed(route, method)`` counts each refusal."""
+    """The bound as ASGI middleware, for servers that do not ask :meth:`Admission.arrive`
+    themselves: counted from the request's first step in the app."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        in_flight: InFlight,
-        on_shed: Callable[[str, str], None],
-        retry_after_seconds: int,
-    ) -> None:
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
         self.app = app
-        self._in_flight = in_flight
-        self._on_shed = on_shed
-        detail = (
-            f"overloaded: {in_flight.limit} requests of the user API are in flight, its bound "
-            f"(FAILURE_LAB_MAX_CONCURRENT_REQUESTS); retry after {retry_after_seconds} s"
-        )
-        self._body = json.dumps({"detail": detail}).encode()
-        self._headers = (
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(self._body)).encode()),
-            (b"retry-after", str(retry_after_seconds).encode()),
-        )
+        self._admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        in_flight = self._in_flight
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get(ADMITTED):
             await self.app(scope, receive, send)
             return
-        route = route_of(scope["method"], scope["path"])
-        if route is None:
+        admission = self._admission
+        verdict = admission.arrive(scope)
+        if verdict == "other":
             await self.app(scope, receive, send)
-            return
-        if in_flight.full():
-            self._on_shed(*route)
-            # A new message each time: the middleware outside may change what it is sent.
-            await send(
-                {"type": "http.response.start", "status": 503, "headers": list(self._headers)}
-            )
-            await send({"type": "http.response.body", "body": self._body})
-            return
-        in_flight.count += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            in_flight.count -= 1
+        elif verdict == "shed":
+            await admission.refuse(scope, receive, send)
+        else:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                admission.leave()
 
 
-SHED_ANSWER = "or the user API had FAILURE_LAB_MAX_CONCURRENT_REQUESTS requests in flight (shed)"
+SHED_ANSWER: Final = (
+    "or the user API had FAILURE_LAB_MAX_CONCURRENT_REQUESTS requests in flight (shed)"
+)
 
 
 def document_shedding(limit: int) -> Callable[[dict[str, Any]], None]:

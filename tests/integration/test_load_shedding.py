@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 from fastapi import FastAPI
 
 from simulator.options import HEADER
@@ -36,11 +37,15 @@ async def test_past_the_bound_the_user_api_sheds_and_the_rest_still_answers() ->
         await wait_for_in_flight(lab.app, 2)
         spans_before = len(lab.spans.get_finished_spans())
 
-        shed = await http.get("/api/v1/users/3")
-        # A body that does not parse: shed before anything reads it, so 503 and not 422.
-        shed_post = await http.post(
-            LIST, content=b"{not json", headers={"content-type": "application/json"}
-        )
+        # The outside client's connections are not read again for Retry-After seconds once
+        # shed: its own, not the lab client's.
+        async with httpx.AsyncClient(base_url=str(http.base_url), timeout=10) as outside:
+            shed = await outside.get("/api/v1/users/3")
+        async with httpx.AsyncClient(base_url=str(http.base_url), timeout=10) as outside:
+            # A body that does not parse: shed before anything reads it, so 503 and not 422.
+            shed_post = await outside.post(
+                LIST, content=b"{not json", headers={"content-type": "application/json"}
+            )
         meanwhile = {
             path: (await http.get(path)).status_code
             for path in ("/v1/config/failure", "/v1/status", "/health/ready", "/health/live")
