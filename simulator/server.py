@@ -1,4 +1,9 @@
-"""Running an app under uvicorn with a shutdown that loses nothing.
+"""Running an app under uvicorn with a shutdown that loses nothing, and load it cannot serve
+refused at the door.
+
+The app runs on the loop its config names (uvloop), and an app that brings an admission
+(:mod:`simulator.shedding`) is asked it by uvicorn's protocol itself as each request arrives,
+before the request waits for its turn on the event loop.
 
 Once the app has started, its long-lived objects (metric children, buckets, connection
 pools) are moved out of the garbage collector's view with ``gc.freeze()``: otherwise every
@@ -84,8 +89,12 @@ def admitting(admission: Admission) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol, asking ``admission`` as it is about to make each
     request's task (:mod:`simulator.shedding`): the earliest the request is whole, before it
     waits for its turn on the event loop. A shed request gets no task: its answer is written
-    at once, as uvicorn would write :meth:`Admission.refuse`'s, and any body it has is
-    discarded as it arrives, unread."""
+    at once, as uvicorn would write :meth:`Admission.refuse`'s, any body it has is discarded
+    as it arrives, unread, and its connection is not read again for ``Retry-After`` seconds.
+
+    (An admitted request leaves the count when its app returns; one whose task is cancelled
+    before its first step, which only the shutdown does, never does: the count dies with the
+    process.)"""
 
     class AdmittingProtocol(HttpToolsProtocol):
         def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
