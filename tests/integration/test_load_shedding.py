@@ -5,6 +5,7 @@ probes and the metrics keep answering; once the held requests finish, requests a
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 from fastapi import FastAPI
@@ -118,3 +119,61 @@ async def test_the_shed_answer_is_in_the_openapi_document() -> None:
     for path in ("/v1/config/failure", "/metrics/json"):
         responses = document["paths"][path]["get"]["responses"]
         assert "FAILURE_LAB_MAX_CONCURRENT_REQUESTS" not in str(responses.get("503", ""))
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[bytes, bytes]:
+    """Sends one raw request; returns the answer's head and the body its length says."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    )
+    body = b"" if request.startswith(b"HEAD") else await reader.readexactly(length)
+    return head, body
+
+
+async def test_a_shed_connection_is_answered_again_after_retry_after() -> None:
+    async with running_lab(max_concurrent_requests=1, shed_retry_after_seconds=1) as lab:
+        held = asyncio.create_task(
+            lab.http.get("/api/v1/users/1", headers={HEADER: "cache=0;dbl=500"})
+        )
+        await wait_for_in_flight(lab.app, 1)
+        port = lab.http.base_url.port
+        assert port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            get = b"GET /api/v1/users/2 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+            first, first_body = await exchange(reader, writer, get)
+            assert (await held).status_code == 200  # the slot is free again
+            # The same connection, asked again at once: read once the hold is over, admitted.
+            second, second_body = await exchange(reader, writer, get)
+        finally:
+            writer.close()
+        # HTTP/1.0 without keep-alive: the shed answer closes the connection; HEAD: no body.
+        blocker = asyncio.create_task(
+            lab.http.get("/api/v1/users/3", headers={HEADER: "cache=0;dbl=500"})
+        )
+        await wait_for_in_flight(lab.app, 1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head_only, _ = await exchange(
+            reader, writer, b"HEAD /api/v1/users HTTP/1.0\r\nhost: 127.0.0.1\r\n\r\n"
+        )
+        rest = await reader.read()  # EOF: closed
+        writer.close()
+        await blocker
+
+    assert first.startswith(b"HTTP/1.1 503 ")
+    assert b"\r\nretry-after: 1\r\n" in first
+    assert b"\r\nx-content-type-options: nosniff\r\n" in first
+    assert b"\r\ndate: " in first
+    assert json.loads(first_body)["detail"].startswith("overloaded: 1 requests")
+    assert second.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(second_body)["id"] == 2
+    assert head_only.startswith(b"HTTP/1.1 503 ")
+    assert b"\r\nconnection: close\r\n" in head_only
+    assert rest == b""
