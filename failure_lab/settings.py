@@ -213,6 +213,13 @@ class Settings(BaseSettings):
     shed_retry_after_seconds: int = Field(
         default=1, ge=1, le=3600, description="Retry-After of a shed request's 503."
     )
+    shed_hold_connection: bool = Field(
+        default=True,
+        description="A shed request's connection is not read again for Retry-After seconds, "
+        "so a client that asks again at once waits instead of keeping the server busy "
+        "refusing it. Behind a proxy that reuses connections for many clients, the next "
+        "client on that connection waits too: false turns it off.",
+    )
 
     # The control plane: what one client may send and start (docs/api.md, "Security").
     max_body_bytes: int = Field(

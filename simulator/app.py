@@ -113,7 +113,10 @@ def create_app(
     )
     app.add_middleware(HeadAsGet)  # outside the tracing: a HEAD is traced as its GET
     admission = Admission(
-        settings.max_concurrent_requests, metrics.count_shed, settings.shed_retry_after_seconds
+        settings.max_concurrent_requests,
+        metrics.count_shed,
+        settings.shed_retry_after_seconds,
+        hold_connection=settings.shed_hold_connection,
     )
     app.state.admission = admission  # asked by the server as each request arrives
     metrics.watch_in_flight(lambda: admission.in_flight, admission.limit)

@@ -99,7 +99,8 @@ def admitting(admission: Admission) -> type[HttpToolsProtocol]:
     request's task (:mod:`simulator.shedding`): the earliest the request is whole, before it
     waits for its turn on the event loop. A shed request gets no task: its answer is written
     at once, as uvicorn would write :meth:`Admission.refuse`'s, any body it has is discarded
-    as it arrives, unread, and its connection is not read again for ``Retry-After`` seconds.
+    as it arrives, unread, and its connection is not read again for ``Retry-After`` seconds
+    (while ``Admission.hold_connection``).
 
     (An admitted request leaves the count when its app returns; one whose task is cancelled
     before its first step, which only the shutdown does, never does: the count dies with the
@@ -131,7 +132,7 @@ def admitting(admission: Admission) -> type[HttpToolsProtocol]:
             if not cycle.keep_alive:
                 self.transport.close()
             self.on_response_complete()
-            if not self.transport.is_closing():
+            if admission.hold_connection and not self.transport.is_closing():
                 self.flow.pause_reading()
                 self.loop.call_later(admission.retry_after_seconds, self._resume)
 

@@ -32,7 +32,7 @@ connections and a bound of 64, 99% of the answers were sheds and the probes wait
 So the server does not read a shed connection again for ``Retry-After`` seconds: its next
 request waits in the socket until then, as the client was told to, and costs nothing
 meanwhile. (A proxy that reuses one connection for many clients passes that wait on to the
-next request it sends over the connection.)
+next request it sends over the connection: ``shed_hold_connection`` turns the hold off.)
 
 uvicorn's ``--limit-concurrency`` is not this bound: it counts every connection (idle
 keep-alive ones too) and every task of every route, answers a plain-text 503 without
@@ -60,10 +60,17 @@ class Admission:
     """The user API's requests in flight, the bound on them (0: none), and the refusal."""
 
     def __init__(
-        self, limit: int, on_shed: Callable[[str, str], None], retry_after_seconds: int
+        self,
+        limit: int,
+        on_shed: Callable[[str, str], None],
+        retry_after_seconds: int,
+        *,
+        hold_connection: bool = True,
     ) -> None:
         self.limit = limit
         self.retry_after_seconds = retry_after_seconds
+        self.hold_connection = hold_connection
+        """Whether the server leaves a shed connection unread for ``retry_after_seconds``."""
         self.in_flight = 0
         self._on_shed = on_shed
         detail = (

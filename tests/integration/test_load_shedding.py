@@ -138,9 +138,9 @@ async def exchange(
 
 
 async def test_a_shed_connection_is_answered_again_after_retry_after() -> None:
-    async with running_lab(max_concurrent_requests=1, shed_retry_after_seconds=1) as lab:
+    async with running_lab(max_concurrent_requests=1, shed_retry_after_seconds=2) as lab:
         held = asyncio.create_task(
-            lab.http.get("/api/v1/users/1", headers={HEADER: "cache=0;dbl=500"})
+            lab.http.get("/api/v1/users/1", headers={HEADER: "cache=0;dbl=300"})
         )
         await wait_for_in_flight(lab.app, 1)
         port = lab.http.base_url.port
@@ -149,9 +149,10 @@ async def test_a_shed_connection_is_answered_again_after_retry_after() -> None:
         try:
             get = b"GET /api/v1/users/2 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
             first, first_body = await exchange(reader, writer, get)
-            assert (await held).status_code == 200  # the slot is free again
-            # The same connection, asked again at once: read once the hold is over, admitted.
+            # Asked again at once, on the same connection: not read until the hold is over,
+            # by when the held request has finished and freed the slot.
             second, second_body = await exchange(reader, writer, get)
+            assert (await held).status_code == 200
         finally:
             writer.close()
         # HTTP/1.0 without keep-alive: the shed answer closes the connection; HEAD: no body.
@@ -168,12 +169,35 @@ async def test_a_shed_connection_is_answered_again_after_retry_after() -> None:
         await blocker
 
     assert first.startswith(b"HTTP/1.1 503 ")
-    assert b"\r\nretry-after: 1\r\n" in first
+    assert b"\r\nretry-after: 2\r\n" in first
     assert b"\r\nx-content-type-options: nosniff\r\n" in first
     assert b"\r\ndate: " in first
     assert json.loads(first_body)["detail"].startswith("overloaded: 1 requests")
+    # Read again only after the hold: by then the slot was free (without it, see below: 503).
     assert second.startswith(b"HTTP/1.1 200 ")
     assert json.loads(second_body)["id"] == 2
     assert head_only.startswith(b"HTTP/1.1 503 ")
     assert b"\r\nconnection: close\r\n" in head_only
     assert rest == b""
+
+
+async def test_without_the_hold_a_shed_connection_is_read_again_at_once() -> None:
+    async with running_lab(max_concurrent_requests=1, shed_hold_connection=False) as lab:
+        config = (await lab.http.get("/v1/config/failure")).json()
+        await lab.http.put("/v1/config/failure", json={**config, "db_timeout_seconds": 10})
+        held = asyncio.create_task(lab.http.get("/api/v1/users/1", headers=SLOW))
+        await wait_for_in_flight(lab.app, 1)
+        port = lab.http.base_url.port
+        assert port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        get = b"GET /api/v1/users/2 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+        try:
+            answers = [(await exchange(reader, writer, get))[0] for _ in range(3)]
+        finally:
+            writer.close()
+        # Each was read and shed while the one request admitted was still held.
+        still_held = not held.done()
+        assert (await held).status_code == 200
+
+    assert still_held
+    assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in answers)
