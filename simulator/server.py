@@ -34,11 +34,10 @@ import socket
 import time
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -107,15 +106,16 @@ def admitting(admission: Admission) -> type[HttpToolsProtocol]:
     process.)"""
 
     class AdmittingProtocol(HttpToolsProtocol):
-        def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
             # uvicorn types the ASGI interface its own way, Starlette another: the same dicts.
             scope: Any = cycle.scope
             verdict = admission.arrive(scope)
             if verdict == "shed":
                 self._answer_shed(cycle)
                 return
-            chosen: Any = admission.counted(cast(Any, app)) if verdict == "admitted" else app
-            super()._start_asgi_task(cycle, chosen)
+            if verdict == "admitted":
+                app = admission.counted(app)
+            super()._start_asgi_task(cycle, app)
 
         def _answer_shed(self, cycle: RequestResponseCycle) -> None:
             head = [STATUS_LINE[503]]

@@ -79,8 +79,7 @@ class Admission:
         )
         self.body = json.dumps({"detail": detail}).encode()
         # Answered without the app's middleware: its headers are those every answer carries.
-        self.headers: tuple[tuple[bytes, bytes], ...]
-        self.headers = (
+        self.headers: tuple[tuple[bytes, bytes], ...] = (
             (b"content-type", b"application/json"),
             (b"content-length", str(len(self.body)).encode()),
             (b"retry-after", str(retry_after_seconds).encode()),
