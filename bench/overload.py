@@ -9,7 +9,7 @@ process, all in one run. Meanwhile a probe asks ``/metrics/json``, ``/v1/status`
 at a time), the way an operator and an orchestrator would while the service is overloaded.
 
 Per bound and level it prints: the user API's throughput (every answer, shed ones included)
-and how much of it was admitted, the share of 503s that were shed (from the server's own
+and how much of it was admitted, the share of the answers that were shed (from the server's own
 ``failure_lab_http_requests_total{outcome="shed"}``), wrk's p50/p99 latency of every answer,
 the probes' p50/p99 (and any that failed or timed out), the server's resident memory
 before the level, right after it, and after ``--rest`` seconds of quiet (is it returned?).
@@ -22,7 +22,7 @@ needs a file descriptor per connection: the soft ``RLIMIT_NOFILE`` is raised to 
 limit for it and the server.
 
     .venv/bin/python bench/overload.py [--seconds 10] [--levels 64,1000,4000]
-                                       [--bounds 0,1024,128] [--rest 5]
+                                       [--bounds 0,512,64] [--rest 5]
 """
 
 from __future__ import annotations
@@ -323,7 +323,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--levels", type=numbers, default=[64, 1000, 4000])
-    parser.add_argument("--bounds", type=numbers, default=[0, 1024, 128])
+    parser.add_argument("--bounds", type=numbers, default=[0, 512, 64])
     parser.add_argument("--rest", type=float, default=5.0)
     parser.add_argument("--probe-interval", type=float, default=0.05)
     parser.add_argument("--verbose", action="store_true", help="when the slow probes were")
