@@ -77,7 +77,14 @@ def exporter_runtime(request: Request) -> ExporterRuntime:
     return runtime
 
 
-RuntimeDep = Annotated[ExporterRuntime, Depends(exporter_runtime)]
+async def current_exporter_runtime(request: Request) -> ExporterRuntime:
+    """The same as a dependency: a plain ``def`` dependency runs in FastAPI's thread pool,
+    a hop to another thread and back that costs the request a turn of the event loop, which
+    under load is the longest wait it has (docs/benchmarks.md, "Outside overload")."""
+    return exporter_runtime(request)
+
+
+RuntimeDep = Annotated[ExporterRuntime, Depends(current_exporter_runtime)]
 
 
 def _window(runtime: ExporterRuntime, window: str | None) -> float:

@@ -25,7 +25,7 @@ import hmac
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -33,6 +33,7 @@ from fastapi import FastAPI
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -336,9 +337,17 @@ def control_rate_items(setting: str) -> list[RateLimitItem]:
     return list(parse_many(setting))
 
 
-def install_guards(app: FastAPI, settings: Settings) -> None:
-    """Add the guards to ``app``, outermost last (as ``add_middleware`` stacks them)."""
+def install_guards(app: FastAPI, settings: Settings, workload: Sequence[Middleware] = ()) -> None:
+    """Add the guards to ``app``, outermost last (as ``add_middleware`` stacks them).
+
+    ``workload`` are the app's own guards of its workload, outermost first (the simulator's
+    load shedding):
+    outside the body's reading and the app, inside the Host check and the security headers,
+    so what they refuse is neither read nor traced and still answered like every refusal.
+    """
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes)
+    for middleware in reversed(workload):
+        app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     items = control_rate_items(settings.control_rate_limit)
     if items:
         app.add_middleware(ControlRateLimit, items=items)

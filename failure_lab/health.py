@@ -100,8 +100,15 @@ def bounded(name: str, probe: Probe, timeout: float) -> Probe:
 
 
 async def check_all(components: Sequence[Component], timeout: float) -> dict[str, Check]:
-    """Every component's check, probed concurrently, each within ``timeout`` seconds."""
-    results = await asyncio.gather(*(_check(c, timeout) for c in components))
+    """Every component's check, probed concurrently, each within ``timeout`` seconds.
+
+    One component is probed in the caller's task: a task of its own would cost two more
+    turns of the event loop, and a turn is the longest wait a probe has on a loaded process
+    (docs/benchmarks.md, "Outside overload")."""
+    if len(components) == 1:
+        results = [await _check(components[0], timeout)]
+    else:
+        results = await asyncio.gather(*(_check(c, timeout) for c in components))
     return {c.name: check for c, check in zip(components, results, strict=True)}
 
 

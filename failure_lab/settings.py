@@ -54,7 +54,12 @@ class Settings(BaseSettings):
     max_burst_count: int = Field(default=1000, ge=1)
     max_rps: float = Field(default=2000.0, gt=0)
     max_duration_seconds: float = Field(default=600.0, gt=0)
-    max_in_flight: int = Field(default=256, ge=1, description="Bound on in-flight requests.")
+    max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="The traffic generator's bound: requests it has in flight at once (a "
+        "client-side bound; the server's own is max_concurrent_requests).",
+    )
     max_queued_requests: int = Field(
         default=2000,
         ge=1,
@@ -203,6 +208,26 @@ class Settings(BaseSettings):
         description="Stack mode: bound on the traces one live-feed poll reads from Jaeger; "
         "the default covers max_rps for a poll with room. Jaeger's memory store refuses a "
         "search deeper than its max_traces (50000 in jaeger/config.yaml).",
+    )
+
+    # Admission of outside load: the user API's bound on requests in flight (server side).
+    max_concurrent_requests: int = Field(
+        default=512,
+        ge=0,
+        description="Requests of the simulated user API (/api/v1/users...) in flight at once, "
+        "from anyone; one more is answered 503 with Retry-After at once, before any work. "
+        "0 turns the bound off. The default is the most the lab's own generator holds: "
+        "max_in_flight (256) in this process and as many again in worker processes.",
+    )
+    shed_retry_after_seconds: int = Field(
+        default=1, ge=1, le=3600, description="Retry-After of a shed request's 503."
+    )
+    shed_hold_connection: bool = Field(
+        default=True,
+        description="A shed request's connection is not read again for Retry-After seconds, "
+        "so a client that asks again at once waits instead of keeping the server busy "
+        "refusing it. Behind a proxy that reuses connections for many clients, the next "
+        "client on that connection waits too: false turns it off.",
     )
 
     # The control plane: what one client may send and start (docs/api.md, "Security").

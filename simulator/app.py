@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.metrics import NoOpMeterProvider
 from prometheus_client import CollectorRegistry
+from starlette.middleware import Middleware
 from starlette.types import Scope
 
 from exporter import routes as exporter_routes
@@ -41,6 +42,7 @@ from simulator.api import control, disruptions, jobs, statistics, users
 from simulator.api.deps import runtime_of
 from simulator.generator.metrics import GeneratorMetrics
 from simulator.runtime import Runtime
+from simulator.shedding import Admission, ShedOverload, document_shedding
 from simulator.telemetry.metrics import ServiceMetrics
 from simulator.telemetry.tracing import build_tracer_provider
 
@@ -98,7 +100,7 @@ def create_app(
     app.state.tracer_provider = tracer_provider
     app.state.exporter_shim = shim
     install_error_handlers(app)
-    install_openapi(app, settings)
+    install_openapi(app, settings, document_shedding(settings.max_concurrent_requests))
     install_home(app, settings, "serve" if shim is not None else "simulator")
     _include_routes(app, registry, embedded_shim=shim is not None)
     app.add_middleware(
@@ -110,7 +112,17 @@ def create_app(
         exclude_spans=["send", "receive"],
     )
     app.add_middleware(HeadAsGet)  # outside the tracing: a HEAD is traced as its GET
-    install_guards(app, settings)  # outermost: a refused request is not a traced one
+    admission = Admission(
+        settings.max_concurrent_requests,
+        metrics.count_shed,
+        settings.shed_retry_after_seconds,
+        hold_connection=settings.shed_hold_connection,
+    )
+    app.state.admission = admission  # asked by the server as each request arrives
+    metrics.watch_in_flight(lambda: admission.in_flight, admission.limit)
+    shedding = Middleware(ShedOverload, admission=admission)
+    # Outermost: a refused request is not a traced one, and a shed one is not even read.
+    install_guards(app, settings, workload=[shedding])
     return app
 
 

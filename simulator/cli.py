@@ -90,7 +90,7 @@ def _run(settings: Settings, role: str) -> None:
 
         app = create_app(settings, embedded_shim=role == "serve")
     server = server_for(app, settings.host, settings.port, settings.shutdown_grace_seconds)
-    asyncio.run(server.serve())
+    server.run()  # on the loop its config names (uvloop), which asyncio.run would not use
 
 
 @app.command()

@@ -1,9 +1,19 @@
-"""Running an app under uvicorn with a shutdown that loses nothing.
+"""Running an app under uvicorn with a shutdown that loses nothing, and load it cannot serve
+refused at the door.
+
+The app runs on the loop its config names (uvloop), and an app that brings an admission
+(:mod:`simulator.shedding`) is asked it by uvicorn's protocol itself as each request arrives,
+before the request waits for its turn on the event loop.
 
 Once the app has started, its long-lived objects (metric children, buckets, connection
 pools) are moved out of the garbage collector's view with ``gc.freeze()``: otherwise every
 full collection walks them all and pauses the event loop for tens of milliseconds, which
-shows up as late sends in the generator and as tail latency in the service.
+shows up as late sends in the generator and as tail latency in the service. What it holds
+later (connections, the span store, the metric samples) is walked still, and under load
+CPython's default thresholds ran a full collection every second or so (20 in 15 s at 4,000
+connections, 60-95 ms each, freeing nothing): the youngest generation is collected every
+50,000 allocations instead of 700 (:data:`GC_THRESHOLDS`), which made them rare
+(docs/benchmarks.md, "Outside overload").
 
 On SIGINT/SIGTERM the traffic generator must stop before the server does: otherwise the
 requests it is still sending to this very server would fail against a closed socket and
@@ -24,12 +34,21 @@ import socket
 import time
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
+from simulator.shedding import Admission
 from simulator.shutdown import Deadline
+
+GC_THRESHOLDS: Final = (50_000, 20, 10)
+"""``gc.set_threshold``: CPython's default is (700, 10, 10)."""
 
 
 class Server(uvicorn.Server):
@@ -55,6 +74,7 @@ class Server(uvicorn.Server):
         await super().startup(sockets)
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         deadline = Deadline.after(self._grace)
@@ -73,6 +93,56 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def admitting(admission: Admission) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, asking ``admission`` as it is about to make each
+    request's task (:mod:`simulator.shedding`): the earliest the request is whole, before it
+    waits for its turn on the event loop. A shed request gets no task: its answer is written
+    at once, as uvicorn would write :meth:`Admission.refuse`'s, any body it has is discarded
+    as it arrives, unread, and its connection is not read again for ``Retry-After`` seconds
+    (while ``Admission.hold_connection``).
+
+    (An admitted request leaves the count when its app returns; one whose task is cancelled
+    before its first step, which only the shutdown does, never does: the count dies with the
+    process.)"""
+
+    class AdmittingProtocol(HttpToolsProtocol):
+        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+            # uvicorn types the ASGI interface its own way, Starlette another: the same dicts.
+            scope: Any = cycle.scope
+            verdict = admission.arrive(scope)
+            if verdict == "shed":
+                self._answer_shed(cycle)
+                return
+            if verdict == "admitted":
+                app = admission.counted(app)
+            super()._start_asgi_task(cycle, app)
+
+        def _answer_shed(self, cycle: RequestResponseCycle) -> None:
+            head = [STATUS_LINE[503]]
+            for name, value in (*cycle.default_headers, *admission.headers):
+                head += (name, b": ", value, b"\r\n")
+            if not cycle.keep_alive:
+                head.append(b"connection: close\r\n")
+            head.append(b"\r\n")
+            if cycle.scope["method"] != "HEAD":
+                head.append(admission.body)
+            self.transport.write(b"".join(head))
+            cycle.response_started = cycle.response_complete = True  # later body: discarded
+            cycle.message_event.set()
+            if not cycle.keep_alive:
+                self.transport.close()
+            self.on_response_complete()
+            if admission.hold_connection and not self.transport.is_closing():
+                self.flow.pause_reading()
+                self.loop.call_later(admission.retry_after_seconds, self._resume)
+
+        def _resume(self) -> None:
+            if not self.transport.is_closing():
+                self.flow.resume_reading()
+
+    return AdmittingProtocol
+
+
 def server_for(
     app: FastAPI,
     host: str,
@@ -82,12 +152,13 @@ def server_for(
     *,
     own_signals: bool = True,
 ) -> Server:
+    admission: Admission | None = getattr(app.state, "admission", None)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http="httptools" if admission is None else admitting(admission),
         lifespan="on",
         access_log=False,
         log_level=log_level,

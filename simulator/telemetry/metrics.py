@@ -18,7 +18,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from failure_lab.control import DisruptionType, FailureConfig
-from simulator.routes import ANSWERS, ERROR
+from simulator.routes import ANSWERS, ERROR, SHED
 from simulator.telemetry.buckets import CACHE_BUCKETS, LATENCY_BUCKETS
 
 DISRUPTION_TYPES: tuple[str, ...] = get_args(DisruptionType)
@@ -172,6 +172,17 @@ class ServiceMetrics:
             ["type"],
             registry=registry,
         )
+        self.requests_in_flight = Gauge(
+            "failure_lab_http_requests_in_flight",
+            "Requests of the simulated user API admitted and not answered yet.",
+            registry=registry,
+        )
+        self.max_concurrent_requests = Gauge(
+            "failure_lab_http_max_concurrent_requests",
+            "The bound on requests in flight beyond which the user API sheds load (answers "
+            "503, outcome shed); 0 when there is no bound.",
+            registry=registry,
+        )
         self.backend_info = Gauge(
             "failure_lab_backend_info",
             "Where each shared component lives: 1 for its backend (redis or memory).",
@@ -243,6 +254,14 @@ class ServiceMetrics:
         for name in BREAKER_STATES:
             self.breaker_state.labels(name).set(1.0 if name == state else 0.0)
         self.breaker_enabled.set(1.0 if enabled else 0.0)
+
+    def watch_in_flight(self, in_flight: Callable[[], int], bound: int) -> None:
+        """The user API's requests in flight, read at scrape time, and the bound on them."""
+        self.requests_in_flight.set_function(in_flight)
+        self.max_concurrent_requests.set(bound)
+
+    def count_shed(self, route: str, method: str) -> None:
+        self.requests.labels(route, method, *SHED).inc()
 
     def watch_disruptions(self, active: Callable[[str], int]) -> None:
         """Read the active count of each type at scrape time, so expiry shows at once."""

@@ -35,6 +35,7 @@ REQUIRED_ALERTS = {
     "RetryStorm",
     "CacheHitRatioCollapse",
     "RequestsRateLimited",
+    "RequestsShed",
     "GeneratorBehindTarget",
     "TargetDown",
     "SpansDropped",

@@ -4,7 +4,8 @@ the rules a JSON Schema cannot state.
 Every check of schemathesis is on. Two things are configured, each with its reason:
 
 - **Deliberate failures.** The user API answers 5xx on purpose (the error endpoint, injected
-  database failures, an ``error_burst`` disruption, an open circuit), and a shim whose backend
+  database failures, an ``error_burst`` disruption, an open circuit, a request shed past
+  ``FAILURE_LAB_MAX_CONCURRENT_REQUESTS``), and a shim whose backend
   is down answers 503 naming it. ``not_a_server_error`` accepts those statuses on those
   operations only, and :func:`only_deliberate_failures` then requires each such answer to be
   one of them by its ``detail``: an unexpected error (``internal error; see the server log``)
@@ -70,9 +71,11 @@ WINDOWED: Final = ("/metrics/json", "/v1/metrics/latency", "/v1/topology")
 FORWARDED: Final = "^/v1/(traffic|config|disruptions)"
 DELIBERATE: Final = re.compile(
     r"injected error \d{3}|disruption error_burst |database (error|timeout)|circuit open: "
+    r"|overloaded: \d+ requests of the user API are in flight"
     r"|(prometheus|jaeger|simulator) (unavailable|did not answer in time): "
 )
-"""The ``detail`` of every 5xx answered on purpose (users API faults; a backend down)."""
+"""The ``detail`` of every 5xx answered on purpose (users API faults and shedding; a backend
+down)."""
 FIVE_XX: Final = ["2xx", "3xx", "4xx", "500", "502", "503", "504"]
 RANDOM_IN_THREAD: Final = (
     "ignore:Do not use the `random` module:hypothesis.errors.HypothesisDeprecationWarning"
