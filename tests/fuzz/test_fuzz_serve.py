@@ -132,7 +132,11 @@ def test_serve_with_redis(case: schemathesis.Case, calls: Counter[str]) -> None:
 
 
 def test_serve_follows_its_links(roomy: schemathesis.BaseSchema, calls: Counter[str]) -> None:
-    machine = roomy.as_state_machine()
+    # The user API's answers hang on the injected faults' own dice, which Hypothesis cannot
+    # replay: a link it follows from them is there in one run and not in the next, and
+    # Hypothesis rejects that as flaky generation. Its links are fuzzed one call at a time by
+    # the tests above; here the control API's, whose answers the calls before decide.
+    machine = roomy.exclude(path_regex=USER_API).as_state_machine()
     answered: set[tuple[str, int]] = set()
     base = roomy.get_base_url().rstrip("/")
 

@@ -190,7 +190,7 @@ async def test_a_hung_jaeger_times_out_within_the_bound(
             started = time.monotonic()
             with pytest.raises(SourceTimeout) as caught:
                 await call()
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 2.0  # the 0.5 s bound, not the hang
             assert caught.value.backend == "jaeger"
             assert "0.5 s" in caught.value.message
     finally:
@@ -311,7 +311,7 @@ async def test_an_overall_bound_holds_while_the_body_trickles(
     started = time.monotonic()
     with pytest.raises(SourceTimeout):
         await _with(url, lambda s: s.recent(5, 60), timeout=0.5)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # the 0.5 s bound, not the 4 s the answer takes
 
 
 async def test_a_body_that_is_not_json_is_unavailable_naming_jaeger(
