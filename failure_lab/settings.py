@@ -35,6 +35,30 @@ class Settings(BaseSettings):
         description="How often a replica checks whether Redis lost the failure config it "
         "holds (a restart without persistence), to write it back.",
     )
+    redis_max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="Connections to Redis one process opens at most (default: "
+        "max_in_flight). A call finding them all busy waits for one, within "
+        "redis_call_max_seconds.",
+    )
+    redis_call_max_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="The longest one Redis call of the request path (a limiter decision, a "
+        "cache read or write) may take when this process is the slow part: waiting for a "
+        "free connection, or an event loop too busy to notice the reply in time. A Redis "
+        "that does not answer still fails at the call's own timeout on an idle loop.",
+    )
+    redis_ratelimit_timeout_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        le=60,
+        description="How long the Redis rate limiter waits for Redis's answer to a decision "
+        "(the round trip, not this process's own queueing) before it admits the request "
+        "(fail open).",
+    )
     service_name: str = Field(default="failure-lab-simulator")
     target_url: str | None = Field(
         default=None,
@@ -239,6 +263,11 @@ class Settings(BaseSettings):
         if self.allowed_hosts is not None:
             return self.allowed_hosts
         return list(LOOPBACK_NAMES) if _is_loopback(self.host) else ["*"]
+
+    @property
+    def redis_pool_size(self) -> int:
+        """Connections to Redis at most: ``redis_max_connections``, else ``max_in_flight``."""
+        return self.redis_max_connections or self.max_in_flight
 
     @model_validator(mode="after")
     def _check(self) -> Self:

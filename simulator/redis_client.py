@@ -1,4 +1,10 @@
-"""The one way failure-lab connects to Redis, and the one way its health is asked."""
+"""The one way failure-lab connects to Redis, and the one way its health is asked.
+
+The pool is bounded and blocking: a process with more requests in flight than connections
+waits (within a bound) for one to come free instead of failing the call with "Too many
+connections", which under load used to turn nearly every limiter decision into a fail-open
+and every cache read into an error (docs/benchmarks.md, "Saturation").
+"""
 
 from __future__ import annotations
 
@@ -10,22 +16,36 @@ from redis.retry import Retry
 from failure_lab.errors import BackendFailure
 from failure_lab.health import Probe
 
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_POOL_TIMEOUT = 1.0
+
 
 class RedisUnavailable(BackendFailure):
     def __init__(self, message: str) -> None:
         super().__init__("redis", message)
 
 
-def redis_client(url: str) -> aioredis.Redis:
+def redis_client(
+    url: str,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+) -> aioredis.Redis:
     """A client that fails fast: every call is bounded by its caller, and Redis being down
-    is an answer (a cache error, a 503), never a wait."""
-    return aioredis.from_url(
+    is an answer (a cache error, a 503), never a wait.
+
+    At most ``max_connections`` connections are open at once; a call finding them all busy
+    waits up to ``pool_timeout`` seconds for one (then ``ConnectionError``).
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=pool_timeout,
         socket_connect_timeout=0.5,
         socket_timeout=2.0,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def redis_probe(client: aioredis.Redis) -> Probe:
