@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         "(the round trip, not this process's own queueing) before it admits the request "
         "(fail open).",
     )
+    gc_young_threshold: int = Field(
+        default=50_000,
+        ge=1,
+        description="Allocations between collections of the garbage collector's youngest "
+        "generation in a served process (Python's default is 700). With hundreds of "
+        "requests in flight a low threshold makes every request cost more CPU the more "
+        'connections there are (docs/benchmarks.md, "Saturation").',
+    )
     service_name: str = Field(default="failure-lab-simulator")
     target_url: str | None = Field(
         default=None,

@@ -5,6 +5,13 @@ pools) are moved out of the garbage collector's view with ``gc.freeze()``: other
 full collection walks them all and pauses the event loop for tens of milliseconds, which
 shows up as late sends in the generator and as tail latency in the service.
 
+The youngest generation's threshold is raised too (``gc_young_threshold``, from settings).
+With hundreds of requests in flight most young objects are still alive when a collection
+comes, so each collection walks them all and promotes them, and at Python's default of 700
+allocations a saturated process spent more of its CPU per request the more connections it
+had: measured, 1,456 us per request at 256 connections per replica against 634 at 16, and
+652 against 532 with a threshold of 50,000 (docs/benchmarks.md, "Saturation").
+
 On SIGINT/SIGTERM the traffic generator must stop before the server does: otherwise the
 requests it is still sending to this very server would fail against a closed socket and
 be counted as failures. So jobs are cancelled first, then uvicorn drains connections,
@@ -34,12 +41,19 @@ from simulator.shutdown import Deadline
 
 class Server(uvicorn.Server):
     def __init__(
-        self, config: uvicorn.Config, app: FastAPI, grace: float, *, own_signals: bool = True
+        self,
+        config: uvicorn.Config,
+        app: FastAPI,
+        grace: float,
+        *,
+        own_signals: bool = True,
+        gc_young_threshold: int | None = None,
     ) -> None:
         super().__init__(config)
         self._app = app
         self._grace = grace
         self._own_signals = own_signals
+        self._gc_young_threshold = gc_young_threshold
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -55,6 +69,8 @@ class Server(uvicorn.Server):
         await super().startup(sockets)
         gc.collect()
         gc.freeze()
+        if self._gc_young_threshold is not None:
+            gc.set_threshold(self._gc_young_threshold, *gc.get_threshold()[1:])
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         deadline = Deadline.after(self._grace)
@@ -81,6 +97,7 @@ def server_for(
     log_level: str = "info",
     *,
     own_signals: bool = True,
+    gc_young_threshold: int | None = None,
 ) -> Server:
     config = uvicorn.Config(
         app,
@@ -93,7 +110,9 @@ def server_for(
         log_level=log_level,
         timeout_graceful_shutdown=max(1, int(grace)),  # the shutdown sets what is left
     )
-    return Server(config, app, grace, own_signals=own_signals)
+    return Server(
+        config, app, grace, own_signals=own_signals, gc_young_threshold=gc_young_threshold
+    )
 
 
 @asynccontextmanager
