@@ -172,7 +172,7 @@ def counters(found: dict[str, float], algorithm: str) -> dict[str, float]:
         reason: total(found, "failure_lab_ratelimit_fail_open_total", reason=reason)
         for reason in REASONS
     }
-    if "# TYPE failure_lab_ratelimit_fail_open counter" not in found:
+    if "# TYPE failure_lab_ratelimit_fail_open_total counter" not in found:
         fail_open = {"any": total(found, "failure_lab_ratelimit_errors_total")}
     allowed = total(
         found, "failure_lab_ratelimit_decisions_total", algorithm=algorithm, decision="allowed"
@@ -193,7 +193,10 @@ def run_level(
     script = workdir / f"{algorithm}.lua"
     script.write_text(WRK_SCRIPT % {"limit": args.limit, "algorithm": algorithm, "users": USER_IDS})
     duration = round(args.warmup + args.seconds + 2)
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script)]
+    # wrk's own 2 s timeout would close connections whose answer is merely queued, and a
+    # closed connection cancels the request: the run would measure wasted work instead.
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s"]
+    command += ["--latency", "-s", str(script)]
     loads = [
         subprocess.Popen([*command, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for url in urls

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         "redis_call_max_seconds.",
     )
     redis_call_max_seconds: float = Field(
-        default=1.0,
+        default=5.0,
         gt=0,
         le=60,
         description="The longest one Redis call of the request path (a limiter decision, a "

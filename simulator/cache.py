@@ -92,7 +92,7 @@ class RedisCache:
         self,
         client: aioredis.Redis,
         prefix: str = "failure-lab:cache:",
-        bound: float = 1.0,
+        bound: float = 5.0,
         tracer: Tracer | None = None,
     ) -> None:
         self._client = client

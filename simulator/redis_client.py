@@ -17,7 +17,7 @@ from failure_lab.errors import BackendFailure
 from failure_lab.health import Probe
 
 DEFAULT_MAX_CONNECTIONS = 256
-DEFAULT_POOL_TIMEOUT = 1.0
+DEFAULT_POOL_TIMEOUT = 5.0
 
 
 class RedisUnavailable(BackendFailure):

@@ -160,7 +160,7 @@ class RedisRateLimiter:
         max_queue_delay: float = DEFAULT_MAX_QUEUE_DELAY,
         key_prefix: str = "failure-lab:ratelimit:",
         timeout: float = 0.05,
-        bound: float = 1.0,
+        bound: float = 5.0,
         tracer: Tracer | None = None,
     ) -> None:
         self._client = client
