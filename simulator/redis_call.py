@@ -8,8 +8,8 @@ and failed open exactly when it was overloaded (docs/benchmarks.md, "Saturation"
 
 So a call has two phases, bounded together by ``bound`` from its start:
 
-1. a connection from the pool (a ``BlockingConnectionPool``: wait for one, never fail
-   because all are busy);
+1. a connection from the pool, when all are busy (``redis_client``'s pool waits for one
+   rather than failing);
 2. the round trip, from writing the command to reading its reply, within ``timeout``.
    When the timer that would end it runs late because the loop was busy, the time it ran
    late was this process's, not Redis's: the deadline moves back by as much, never past
@@ -24,14 +24,19 @@ fail-open counter and the cache's error events are labelled with.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from opentelemetry.trace import SpanKind, Tracer
 from redis.asyncio.connection import ConnectionPool
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import MaxConnectionsError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from simulator.redis_client import PoolExhausted
+
+Argument = str | bytes | int | float
+LazyArgument = Argument | Callable[[], Argument]
 FailureReason = Literal["timeout", "pool_exhausted", "unavailable"]
 FAILURE_REASONS: tuple[FailureReason, ...] = ("timeout", "pool_exhausted", "unavailable")
 
@@ -83,10 +88,14 @@ async def redis_call(
     client: aioredis.Redis,
     timeout: float,
     bound: float,
-    *command: str | bytes | int | float,
+    *command: LazyArgument,
     tracer: Tracer | None = None,
 ) -> Any:
     """Run ``command`` (name and arguments) and return Redis's raw reply.
+
+    An argument may be a function: it is called as the command is written, for a value
+    that must be as fresh as Redis's execution of it (a limiter's "now": taken before a
+    wait for a connection, it would reach Redis after decisions that took theirs later).
 
     ``timeout`` bounds the round trip; ``bound`` (at least ``timeout``) the whole call,
     the wait for a connection and the loop's lateness included. An error reply raises
@@ -105,7 +114,7 @@ async def _call(
     client: aioredis.Redis,
     timeout: float,
     bound: float,
-    command: tuple[str | bytes | int | float, ...],
+    command: tuple[LazyArgument, ...],
 ) -> Any:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + max(timeout, bound)
@@ -119,7 +128,7 @@ async def _call(
     try:
         if connection is None:
             connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        await connection.send_command(*command)
+        await connection.send_command(*(a() if callable(a) else a for a in command))
         return await connection.read_response()
     except asyncio.CancelledError:
         if round_trip.stop():
@@ -130,7 +139,7 @@ async def _call(
     except RedisTimeoutError as exc:
         raise RedisCallError("timeout", f"redis: {exc}") from exc
     except (RedisError, OSError) as exc:
-        if "No connection available" in str(exc):
+        if isinstance(exc, (PoolExhausted, MaxConnectionsError)):
             raise RedisCallError("pool_exhausted", _exhausted(bound)) from exc
         raise RedisCallError("unavailable", f"redis: {exc}") from exc
     finally:
@@ -147,7 +156,7 @@ async def _wait_for_connection(pool: ConnectionPool, give_up: float, bound: floa
     except TimeoutError:
         raise RedisCallError("pool_exhausted", _exhausted(bound)) from None
     except (RedisError, OSError) as exc:
-        if "No connection available" in str(exc):
+        if isinstance(exc, (PoolExhausted, MaxConnectionsError)):
             raise RedisCallError("pool_exhausted", _exhausted(bound)) from exc
         raise RedisCallError("unavailable", f"redis: {exc}") from exc
 

@@ -20,6 +20,7 @@ fail its own decisions open.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -27,7 +28,6 @@ from typing import Any
 
 from opentelemetry.trace import Tracer
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from failure_lab.control import RateLimitAlgorithm
@@ -39,7 +39,7 @@ from simulator.ratelimit.algorithms import (
     limit_key,
 )
 from simulator.ratelimit.base import Decision, RateLimiterUnavailable
-from simulator.redis_call import RedisCallError, redis_call
+from simulator.redis_call import LazyArgument, RedisCallError, redis_call
 
 EXPIRY_MARGIN_MS = 1000
 """Kept beyond the idle horizon, for clocks of processes and Redis that disagree slightly."""
@@ -170,8 +170,10 @@ class RedisRateLimiter:
         self._timeout = timeout
         self._bound = bound
         self._tracer = tracer
-        self._scripts: dict[RateLimitAlgorithm, AsyncScript] = {
-            algorithm: client.register_script(_PRELUDE + _SCRIPTS[algorithm])
+        self._shas: dict[RateLimitAlgorithm, str] = {
+            algorithm: hashlib.sha1(
+                (_PRELUDE + _SCRIPTS[algorithm]).encode(), usedforsecurity=False
+            ).hexdigest()
             for algorithm in ALGORITHMS
         }
 
@@ -183,28 +185,22 @@ class RedisRateLimiter:
         key = self.key(algorithm, rate)
         horizon = idle_horizon(algorithm, rate, self._max_queue_delay)
         ttl_ms = math.ceil(horizon * 1000.0) + EXPIRY_MARGIN_MS
+        # "now" is read as the command is written: read before a wait for a connection on a
+        # busy replica, it would reach Redis after decisions that read theirs later, and a
+        # window that has moved on would be decided as the one before.
         args = (
             repr(float(rate)),
-            repr(float(self._clock())),
+            lambda: repr(float(self._clock())),
             repr(EPSILON),
             str(ttl_ms),
             repr(float(self._max_queue_delay)),
         )
-        script = self._scripts[algorithm]
         try:
             try:
-                reply = await self._evalsha(script.sha, key, args)
+                reply = await self._call("EVALSHA", self._shas[algorithm], key, args)
             except NoScriptError:
-                # Redis restarted, or never saw the script: load it once and decide again.
-                await redis_call(
-                    self._client,
-                    self._timeout,
-                    self._bound,
-                    "SCRIPT",
-                    "LOAD",
-                    _PRELUDE + _SCRIPTS[algorithm],
-                )
-                reply = await self._evalsha(script.sha, key, args)
+                # Redis restarted, or never saw the script: EVAL runs it and caches it there.
+                reply = await self._call("EVAL", _PRELUDE + _SCRIPTS[algorithm], key, args)
         except RedisCallError as exc:
             raise RateLimiterUnavailable(exc.reason, f"redis rate limiter: {exc}") from exc
         except RedisError as exc:
@@ -213,9 +209,9 @@ class RedisRateLimiter:
         allowed, delay = reply
         return Decision(allowed=int(allowed) == 1, delay=float(delay))
 
-    async def _evalsha(self, sha: str, key: str, args: tuple[str, ...]) -> Any:
+    async def _call(self, name: str, script: str, key: str, args: tuple[LazyArgument, ...]) -> Any:
         return await redis_call(
-            self._client, self._timeout, self._bound, "EVALSHA", sha, 1, key, *args,
+            self._client, self._timeout, self._bound, name, script, 1, key, *args,
             tracer=self._tracer,
         )  # fmt: skip
 

@@ -36,9 +36,13 @@ def fixed_clock() -> Callable[[], float]:
     return lambda: T0
 
 
+TIMEOUT = 0.05
+"""The limiter's default; Redis answers a decision or a read in a fraction of a millisecond."""
+
+
 async def busy_loop(until: asyncio.Event, hogs: int = 20, block: float = 0.005) -> None:
     """Tasks that each hold the loop ``block`` seconds a turn: every turn of the loop then
-    takes at least ``hogs x block`` (0.1 s), twice the limiter's 0.05 s timeout."""
+    takes at least ``hogs x block`` (0.1 s), twice the calls' timeout."""
 
     async def hog() -> None:
         while not until.is_set():
@@ -58,9 +62,11 @@ async def small_pool(redis_url: str) -> AsyncIterator[Redis]:
 
 @pytest_asyncio.fixture
 async def old_pool(redis_url: str) -> AsyncIterator[Redis]:
-    """A pool as large as the one that used to raise "Too many connections" past it."""
+    """A pool as large as the one that used to raise "Too many connections" past it, its
+    connections open (as they are after a replica's first moments of load)."""
     client = redis_client(redis_url, max_connections=OLD_POOL_LIMIT)
     await client.flushdb()
+    await asyncio.gather(*(client.ping() for _ in range(OLD_POOL_LIMIT)))
     yield client
     await client.aclose()
 
@@ -74,7 +80,8 @@ async def clients_of(observer: Redis) -> int:
 async def test_concurrent_decisions_on_a_busy_loop_are_all_decided_within_the_limit(
     old_pool: Redis, algorithm: RateLimitAlgorithm
 ) -> None:
-    limiter = RedisRateLimiter(old_pool, fixed_clock(), timeout=0.05)
+    limiter = RedisRateLimiter(old_pool, fixed_clock(), timeout=TIMEOUT)
+    await limiter.acquire(algorithm, 1)  # Redis has the script, as after a first request
     oracle = MemoryRateLimiter(clock=fixed_clock())
     done = asyncio.Event()
     hogs = asyncio.create_task(busy_loop(done))
@@ -97,7 +104,7 @@ async def test_cache_reads_on_a_busy_loop_answer(old_pool: Redis) -> None:
     done = asyncio.Event()
     hogs = asyncio.create_task(busy_loop(done))
     try:
-        values = await asyncio.gather(*(cache.get("k", timeout=0.05) for _ in range(CONCURRENT)))
+        values = await asyncio.gather(*(cache.get("k", timeout=TIMEOUT) for _ in range(CONCURRENT)))
     finally:
         done.set()
         await hogs
@@ -106,7 +113,7 @@ async def test_cache_reads_on_a_busy_loop_answer(old_pool: Redis) -> None:
 
 async def test_connections_stay_within_the_pool(small_pool: Redis, redis_url: str) -> None:
     observer = Redis.from_url(redis_url)
-    limiter = RedisRateLimiter(small_pool, fixed_clock(), timeout=0.05)
+    limiter = RedisRateLimiter(small_pool, fixed_clock(), timeout=2.0)
     seen: list[int] = []
     done = asyncio.Event()
 
