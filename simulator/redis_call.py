@@ -33,7 +33,7 @@ from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import MaxConnectionsError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from simulator.redis_client import PoolExhausted
+from simulator.redis_client import PoolExhausted, WaitingConnectionPool
 
 Argument = str | bytes | int | float
 LazyArgument = Argument | Callable[[], Argument]
@@ -120,13 +120,18 @@ async def _call(
     give_up = loop.time() + max(timeout, bound)
     pool = client.connection_pool
     connection = None
-    if not pool.can_get_connection():
+    waiting = pool if isinstance(pool, WaitingConnectionPool) else None
+    if waiting is not None:
+        await _wait_for_slot(waiting, give_up, bound)
+    elif not pool.can_get_connection():
         connection = await _wait_for_connection(pool, give_up, bound)
     # From here on the time is Redis's: connecting (when the pool has none open), the
     # command, the reply.
     round_trip = _RoundTrip(loop, timeout, give_up)
     try:
-        if connection is None:
+        if waiting is not None:
+            connection = await waiting.connect_slot()
+        elif connection is None:
             connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         await connection.send_command(*(a() if callable(a) else a for a in command))
         return await connection.read_response()
@@ -146,6 +151,19 @@ async def _call(
         round_trip.stop()
         if connection is not None:
             await pool.release(connection)
+
+
+async def _wait_for_slot(pool: WaitingConnectionPool, give_up: float, bound: float) -> None:
+    """Wait for a connection to come free, only when all are busy: this process's own
+    queueing, bounded by the call's bound and not by its timeout."""
+    if pool.can_get_connection():
+        await pool.take_slot()  # at once
+        return
+    try:
+        async with asyncio.timeout_at(give_up):
+            await pool.take_slot()
+    except (TimeoutError, PoolExhausted):
+        raise RedisCallError("pool_exhausted", _exhausted(bound)) from None
 
 
 async def _wait_for_connection(pool: ConnectionPool, give_up: float, bound: float) -> Any:

@@ -47,12 +47,22 @@ class WaitingConnectionPool(ConnectionPool):
         super().__init__(**kwargs)
         self.timeout = timeout
         self._slots = asyncio.Semaphore(self.max_connections)
+        self._holding: set[AbstractConnection] = set()
+        """Connections handed out, each holding a slot until released. redis-py releases a
+        connection it failed to connect itself, before this pool sees it: only a connection
+        in here gives its slot back, so a slot is never given back twice."""
 
     def can_get_connection(self) -> bool:
         """True when a connection can be had without waiting."""
         return not self._slots.locked()
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        await self.take_slot()
+        return await self.connect_slot()
+
+    async def take_slot(self) -> None:
+        """Wait (up to ``timeout``) until a connection may be had: this process's own
+        queueing. ``connect_slot`` must follow, with no await in between."""
         try:
             async with asyncio.timeout(self.timeout):
                 await self._slots.acquire()
@@ -61,18 +71,25 @@ class WaitingConnectionPool(ConnectionPool):
                 f"no connection came free within {self.timeout:g} s "
                 f"(all {self.max_connections} busy)"
             ) from None
+
+    async def connect_slot(self) -> AbstractConnection:
+        """The connection of a slot taken: an open one, or a new one (talking to Redis).
+        If that fails the slot is given back."""
         try:
             connection: AbstractConnection = await super().get_connection()  # type: ignore[no-untyped-call]
         except BaseException:
             self._slots.release()
             raise
+        self._holding.add(connection)
         return connection
 
     async def release(self, connection: AbstractConnection) -> None:
         try:
             await super().release(connection)
         finally:
-            self._slots.release()
+            if connection in self._holding:
+                self._holding.discard(connection)
+                self._slots.release()
 
 
 def redis_client(
