@@ -29,6 +29,7 @@ algorithm. Everything listens on 127.0.0.1; each run is bounded by wrk's duratio
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -44,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import free_port, parse_wrk, wait_port
+from bench.common import cpu_seconds, free_port, parse_wrk, wait_port
 from tests.support.servers import RedisProcess
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("failure-lab")
@@ -91,6 +92,10 @@ class Replica:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
 
     def stop(self) -> None:
         self._proc.terminate()
@@ -158,6 +163,8 @@ class Level:
     misses: float
     errors: float
     throughput: float
+    cpu_us: float
+    """CPU of both replicas over the measured window, per response they gave in it."""
     p99_ms: float
     non_2xx: int
     socket_errors: int
@@ -181,6 +188,7 @@ def counters(found: dict[str, float], algorithm: str) -> dict[str, float]:
     return {
         "allowed": allowed,
         **{f"fail_open:{k}": v for k, v in fail_open.items()},
+        "responses": total(found, "failure_lab_http_requests_total"),
         "hit": total(found, get, operation="get", result="hit"),
         "miss": total(found, get, operation="get", result="miss"),
         "error": total(found, get, operation="get", result="error"),
@@ -188,8 +196,13 @@ def counters(found: dict[str, float], algorithm: str) -> dict[str, float]:
 
 
 def run_level(
-    urls: list[str], workdir: Path, algorithm: str, connections: int, args: argparse.Namespace
+    replicas: list[Replica],
+    workdir: Path,
+    algorithm: str,
+    connections: int,
+    args: argparse.Namespace,
 ) -> Level:
+    urls = [replica.url for replica in replicas]
     script = workdir / f"{algorithm}.lua"
     script.write_text(WRK_SCRIPT % {"limit": args.limit, "algorithm": algorithm, "users": USER_IDS})
     duration = round(args.warmup + args.seconds + 2)
@@ -202,9 +215,11 @@ def run_level(
         for url in urls
     ]
     time.sleep(args.warmup)
+    cpu_before = sum(cpu_seconds(replica.pid) for replica in replicas)
     before = read_all(urls)
     time.sleep(args.seconds)
     after = read_all(urls)
+    cpu = sum(cpu_seconds(replica.pid) for replica in replicas) - cpu_before
     outputs = [load.communicate(timeout=duration + 60)[0] for load in loads]
     results = [parse_wrk(output) for output in outputs]
     seconds = statistics.mean(a[0] - b[0] for a, b in zip(after, before, strict=True))
@@ -225,6 +240,7 @@ def run_level(
         misses=delta["miss"],
         errors=delta["error"],
         throughput=sum(r.rps for r in results),
+        cpu_us=1e6 * cpu / max(1.0, delta["responses"]),
         p99_ms=max(r.p99_ms for r in results),
         non_2xx=sum(r.non_2xx for r in results),
         socket_errors=sum(r.socket_errors for r in results),
@@ -249,11 +265,16 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=400.0, help="req/s, both replicas")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds over all levels; medians reported"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed")
     if not 0 < args.seconds <= 60 or not 0 <= args.warmup <= 30:
         raise SystemExit("--seconds must be in (0, 60], --warmup in [0, 30]")
+    if not 1 <= args.repeats <= 5:
+        raise SystemExit("--repeats must be between 1 and 5")
     if any(not 1 <= level <= 1024 for level in args.levels):
         raise SystemExit("--levels must be between 1 and 1024 connections")
 
@@ -264,8 +285,7 @@ def main() -> None:
         replicas: list[Replica] = []
         try:
             replicas = [Replica(workdir, redis.url) for _ in range(2)]
-            urls = [replica.url for replica in replicas]
-            put_config(urls[0])
+            put_config(replicas[0].url)
             print(
                 f"two replicas on one redis-server; limit {args.limit:g} req/s shared; "
                 f"{args.seconds:g} s measured after {args.warmup:g} s of load; "
@@ -274,12 +294,13 @@ def main() -> None:
             print(
                 f"{'algorithm':<15} {'conns':>5} {'admitted':>8} {'limit x s':>9} "
                 f"{'ratio':>6} {'fail-open':>9} {'by reason':<34} {'hits':>6} {'misses':>6} "
-                f"{'errors':>6} {'req/s':>7} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8}"
+                f"{'errors':>6} {'req/s':>7} {'us/req':>7} {'p99 ms':>8} {'non-2xx':>8} "
+                f"{'sock err':>8}"
             )
             results: list[Level] = []
             for algorithm in args.algorithms:
-                for connections in args.levels:
-                    level = run_level(urls, workdir, algorithm, connections, args)
+                for _, connections in itertools.product(range(args.repeats), args.levels):
+                    level = run_level(replicas, workdir, algorithm, connections, args)
                     results.append(level)
                     reasons = ", ".join(f"{k} {v:.0f}" for k, v in level.fail_open.items())
                     print(
@@ -287,7 +308,8 @@ def main() -> None:
                         f"{level.limit * level.seconds:>9.0f} {level.ratio:>6.3f} "
                         f"{sum(level.fail_open.values()):>9.0f} {reasons:<34} "
                         f"{level.hits:>6.0f} {level.misses:>6.0f} {level.errors:>6.0f} "
-                        f"{level.throughput:>7.0f} {level.p99_ms:>8.1f} {level.non_2xx:>8} "
+                        f"{level.throughput:>7.0f} {level.cpu_us:>7.0f} {level.p99_ms:>8.1f} "
+                        f"{level.non_2xx:>8} "
                         f"{level.socket_errors:>8}",
                         flush=True,
                     )
@@ -299,14 +321,30 @@ def main() -> None:
 
 
 def summarize(results: list[Level]) -> None:
+    """Per algorithm: the worst admitted/limit of every run, median throughput and CPU per
+    request at 16 and 256 connections, and their ratios."""
     print()
     for algorithm in dict.fromkeys(level.algorithm for level in results):
-        mine = {level.connections: level for level in results if level.algorithm == algorithm}
-        worst = max(level.ratio for level in mine.values())
-        line = f"{algorithm:<15} worst admitted/limit {worst:.3f} (target <= 1.05)"
-        if 16 in mine and 256 in mine:
-            kept = mine[256].throughput / mine[16].throughput
-            line += f"; throughput@256 / throughput@16 {kept:.2f} (target >= 0.8)"
+        mine = [level for level in results if level.algorithm == algorithm]
+        worst = max(level.ratio for level in mine)
+        fail_open = sum(sum(level.fail_open.values()) for level in mine)
+        line = (
+            f"{algorithm:<15} worst admitted/limit {worst:.3f} (target <= 1.05), "
+            f"fail-open {fail_open:.0f}"
+        )
+        at = {
+            c: [level for level in mine if level.connections == c]
+            for c in (16, 256)
+            if any(level.connections == c for level in mine)
+        }
+        if len(at) == 2:
+            rps = {c: statistics.median(level.throughput for level in at[c]) for c in at}
+            cpu = {c: statistics.median(level.cpu_us for level in at[c]) for c in at}
+            line += (
+                f"; median req/s {rps[16]:.0f} @16, {rps[256]:.0f} @256: "
+                f"ratio {rps[256] / rps[16]:.2f} (target >= 0.8); "
+                f"us/req {cpu[16]:.0f} @16, {cpu[256]:.0f} @256: ratio {cpu[256] / cpu[16]:.2f}"
+            )
         print(line)
 
 
