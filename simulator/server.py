@@ -9,8 +9,8 @@ The youngest generation's threshold is raised too (``gc_young_threshold``, from 
 With hundreds of requests in flight most young objects are still alive when a collection
 comes, so each collection walks them all and promotes them, and at Python's default of 700
 allocations a saturated process spent more of its CPU per request the more connections it
-had: measured, 1,456 us per request at 256 connections per replica against 634 at 16, and
-652 against 532 with a threshold of 50,000 (docs/benchmarks.md, "Saturation").
+had: measured, 991 us per request at 256 connections per replica against 618 at 16, and 661
+against 545 with a threshold of 50,000 (docs/benchmarks.md, "Saturation").
 
 On SIGINT/SIGTERM the traffic generator must stop before the server does: otherwise the
 requests it is still sending to this very server would fail against a closed socket and
