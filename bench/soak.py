@@ -87,7 +87,8 @@ def request_for(
     """(method, path, body, headers) of the next request of the mix."""
     headers: dict[str, str] = {}
     if rng.random() < 0.3:
-        rate = rng.randint(1000, 10_000_000) / 10  # admitted, and new nearly every time
+        # Admitted, new nearly every time, and within FAILURE_LAB_MAX_RATE_LIMIT's default.
+        rate = rng.randint(1000, 1_000_000) / 10
         headers[HEADER] = f"rl={rate:g};algo={rng.choice(ALGORITHMS)}"
     roll = rng.random()
     if roll < 0.5:

@@ -44,6 +44,38 @@ class Settings(BaseSettings):
         "disruptions and circuit breaker settings in step with Redis (a change made through "
         "another replica acts here within this time).",
     )
+    redis_max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="Connections to Redis one process opens at most (default: "
+        "max_in_flight). A call finding them all busy waits for one, within "
+        "redis_call_max_seconds.",
+    )
+    redis_call_max_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="The longest one Redis call of the request path (a limiter decision, a "
+        "cache read or write) may take when this process is the slow part: waiting for a "
+        "free connection, or an event loop too busy to notice the reply in time. A Redis "
+        "that does not answer still fails at the call's own timeout on an idle loop.",
+    )
+    redis_ratelimit_timeout_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        le=60,
+        description="How long the Redis rate limiter waits for Redis's answer to a decision "
+        "(the round trip, not this process's own queueing) before it admits the request "
+        "(fail open).",
+    )
+    gc_young_threshold: int = Field(
+        default=50_000,
+        ge=1,
+        description="Allocations between collections of the garbage collector's youngest "
+        "generation in a served process (Python's default is 700). With hundreds of "
+        "requests in flight a low threshold makes every request cost more CPU the more "
+        'connections there are (docs/benchmarks.md, "Saturation").',
+    )
     service_name: str = Field(default="failure-lab-simulator")
     target_url: str | None = Field(
         default=None,
@@ -273,6 +305,11 @@ class Settings(BaseSettings):
         if self.allowed_hosts is not None:
             return self.allowed_hosts
         return list(LOOPBACK_NAMES) if _is_loopback(self.host) else ["*"]
+
+    @property
+    def redis_pool_size(self) -> int:
+        """Connections to Redis at most: ``redis_max_connections``, else ``max_in_flight``."""
+        return self.redis_max_connections or self.max_in_flight
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -86,8 +86,12 @@ class AdmissionStage:
                 )
             except RateLimiterUnavailable as exc:
                 self._metrics.ratelimit_errors.inc()
+                self._metrics.ratelimit_fail_open.labels(algorithm, exc.reason).inc()
                 span.set_attribute("failure_lab.ratelimit.decision", "error")
-                server_span.add_event("rate_limit.error", {"error": str(exc), "fail_open": True})
+                server_span.add_event(
+                    "rate_limit.error",
+                    {"error": str(exc), "reason": exc.reason, "fail_open": True},
+                )
                 decision = Decision(allowed=True)
             else:
                 span.set_attribute(

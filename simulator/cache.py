@@ -8,20 +8,21 @@ and the request carries on to the database. Timeouts are per call because
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from opentelemetry.trace import Tracer
 from redis.exceptions import RedisError
 
-T = TypeVar("T")
+from simulator.redis_call import RedisCallError, redis_call
 
 
 class CacheError(Exception):
-    """The cache could not answer; ``kind`` is ``timeout`` or ``unavailable``."""
+    """The cache could not answer; ``kind`` is ``timeout``, ``pool_exhausted`` (no Redis
+    connection came free in time) or ``unavailable``."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -78,38 +79,51 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Redis-backed cache; the client is owned by the caller."""
+    """Redis-backed cache; the client is owned by the caller.
+
+    A call's ``timeout`` measures Redis's answer, not this process's own queueing; ``bound``
+    caps the whole call, a wait for a free connection and a busy event loop included
+    (:mod:`simulator.redis_call`).
+    """
 
     remote = True
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "failure-lab:cache:") -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str = "failure-lab:cache:",
+        bound: float = 5.0,
+        tracer: Tracer | None = None,
+    ) -> None:
         self._client = client
         self._prefix = prefix
+        self._bound = bound
+        self._tracer = tracer
 
     async def get(self, key: str, timeout: float) -> bytes | None:
-        value = await self._call(self._client.get(self._prefix + key), timeout)
-        return value.encode() if isinstance(value, str) else value
+        value = await self._call(timeout, "GET", self._prefix + key)
+        if value is None or isinstance(value, bytes):
+            return value
+        return str(value).encode()
 
     async def set(self, key: str, value: bytes, ttl: float, timeout: float) -> None:
         if ttl <= 0:
             return
-        await self._call(
-            self._client.set(self._prefix + key, value, px=max(1, int(ttl * 1000))), timeout
-        )
+        await self._call(timeout, "SET", self._prefix + key, value, "PX", max(1, int(ttl * 1000)))
 
     async def delete(self, keys: list[str], timeout: float) -> None:
         if keys:
-            await self._call(self._client.delete(*(self._prefix + k for k in keys)), timeout)
+            await self._call(timeout, "DEL", *(self._prefix + k for k in keys))
 
     async def aclose(self) -> None:
         return None
 
-    @staticmethod
-    async def _call(awaitable: Awaitable[T], timeout: float) -> T:
+    async def _call(self, timeout: float, *command: str | bytes | int) -> Any:
         try:
-            async with asyncio.timeout(timeout):
-                return await awaitable
-        except TimeoutError:
-            raise CacheError("timeout", f"redis did not answer within {timeout:g}s") from None
+            return await redis_call(
+                self._client, timeout, self._bound, *command, tracer=self._tracer
+            )
+        except RedisCallError as exc:
+            raise CacheError(exc.reason, str(exc)) from exc
         except (RedisError, OSError) as exc:
             raise CacheError("unavailable", f"redis: {exc}") from exc

@@ -89,7 +89,13 @@ def _run(settings: Settings, role: str) -> None:
         from simulator.app import create_app
 
         app = create_app(settings, embedded_shim=role == "serve")
-    server = server_for(app, settings.host, settings.port, settings.shutdown_grace_seconds)
+    server = server_for(
+        app,
+        settings.host,
+        settings.port,
+        settings.shutdown_grace_seconds,
+        gc_young_threshold=settings.gc_young_threshold,
+    )
     server.run()  # on the loop its config names (uvloop), which asyncio.run would not use
 
 

@@ -286,14 +286,32 @@ def _backends(
             MemoryCache(settings.memory_cache_max_entries),
             MemoryConfigStore(defaults, on_change=on_config),
         )
-    client = redis_client(settings.redis_url)
+    client = redis_client(
+        settings.redis_url, settings.redis_pool_size, settings.redis_call_max_seconds
+    )
+    redis_tracer = None
     if settings.telemetry_enabled:
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
         RedisInstrumentor.instrument_client(client, tracer_provider=tracer_provider)
-    log.info("redis backends on %s", settings.redis_url)
+        # The limiter and the cache time their own round trips (simulator/redis_call.py),
+        # past the instrumented client: they draw the same CLIENT spans themselves.
+        redis_tracer = tracer_provider.get_tracer("failure_lab.simulator.redis")
+    log.info(
+        "redis backends on %s, at most %d connections",
+        settings.redis_url,
+        settings.redis_pool_size,
+    )
     store = RedisConfigStore(client, on_change=on_config, defaults=defaults)
-    return _Backends(RedisRateLimiter(client), RedisCache(client), store, client, (store,))
+    bound = settings.redis_call_max_seconds
+    shared = RedisRateLimiter(
+        client,
+        timeout=settings.redis_ratelimit_timeout_seconds,
+        bound=bound,
+        tracer=redis_tracer,
+    )
+    cache = RedisCache(client, bound=bound, tracer=redis_tracer)
+    return _Backends(shared, cache, store, client, (store,))
 
 
 def _database(settings: Settings, metrics: ServiceMetrics, rng: random.Random) -> SimulatedDatabase:

@@ -9,11 +9,14 @@ Once the app has started, its long-lived objects (metric children, buckets, conn
 pools) are moved out of the garbage collector's view with ``gc.freeze()``: otherwise every
 full collection walks them all and pauses the event loop for tens of milliseconds, which
 shows up as late sends in the generator and as tail latency in the service. What it holds
-later (connections, the span store, the metric samples) is walked still, and under load
-CPython's default thresholds ran a full collection every second or so (20 in 15 s at 4,000
-connections, 60-95 ms each, freeing nothing): the youngest generation is collected every
-50,000 allocations instead of 700 (:data:`GC_THRESHOLDS`), which made them rare
-(docs/benchmarks.md, "Outside overload").
+later (connections, the span store, the metric samples) is walked still, and with hundreds of
+requests in flight most young objects are still alive when a collection comes, so each one
+walks them all and promotes them: at CPython's default of 700 allocations a saturated process
+ran a full collection every second or so (20 in 15 s at 4,000 connections, 60-95 ms each,
+freeing nothing; docs/benchmarks.md, "Outside overload") and spent more CPU per request the
+more connections it had (991 us at 256 connections per replica against 618 at 16; 661
+against 545 with 50,000; "Saturation"). So the youngest generation's threshold is raised
+after start-up to ``FAILURE_LAB_GC_YOUNG_THRESHOLD`` (50,000 by default).
 
 On SIGINT/SIGTERM the traffic generator must stop before the server does: otherwise the
 requests it is still sending to this very server would fail against a closed socket and
@@ -34,7 +37,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -47,18 +50,22 @@ from uvicorn.protocols.http.httptools_impl import (
 from simulator.shedding import Admission
 from simulator.shutdown import Deadline
 
-GC_THRESHOLDS: Final = (50_000, 20, 10)
-"""``gc.set_threshold``: CPython's default is (700, 10, 10)."""
-
 
 class Server(uvicorn.Server):
     def __init__(
-        self, config: uvicorn.Config, app: FastAPI, grace: float, *, own_signals: bool = True
+        self,
+        config: uvicorn.Config,
+        app: FastAPI,
+        grace: float,
+        *,
+        own_signals: bool = True,
+        gc_young_threshold: int | None = None,
     ) -> None:
         super().__init__(config)
         self._app = app
         self._grace = grace
         self._own_signals = own_signals
+        self._gc_young_threshold = gc_young_threshold
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -74,7 +81,8 @@ class Server(uvicorn.Server):
         await super().startup(sockets)
         gc.collect()
         gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        if self._gc_young_threshold is not None:
+            gc.set_threshold(self._gc_young_threshold, *gc.get_threshold()[1:])
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         deadline = Deadline.after(self._grace)
@@ -151,6 +159,7 @@ def server_for(
     log_level: str = "info",
     *,
     own_signals: bool = True,
+    gc_young_threshold: int | None = None,
 ) -> Server:
     admission: Admission | None = getattr(app.state, "admission", None)
     config = uvicorn.Config(
@@ -164,7 +173,9 @@ def server_for(
         log_level=log_level,
         timeout_graceful_shutdown=max(1, int(grace)),  # the shutdown sets what is left
     )
-    return Server(config, app, grace, own_signals=own_signals)
+    return Server(
+        config, app, grace, own_signals=own_signals, gc_young_threshold=gc_young_threshold
+    )
 
 
 @asynccontextmanager

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from failure_lab.control import RateLimitAlgorithm
 
+UnavailableReason = Literal["timeout", "pool_exhausted", "unavailable"]
+
 
 class RateLimiterUnavailable(Exception):
-    """The limiter's backend (Redis) did not answer; the caller decides to fail open."""
+    """The limiter's backend (Redis) did not answer; the caller decides to fail open.
+
+    ``reason``: ``timeout`` (no answer within the limiter's timeout), ``pool_exhausted``
+    (no connection came free in time), ``unavailable`` (Redis refused or failed).
+    """
+
+    def __init__(self, reason: UnavailableReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: UnavailableReason = reason
 
 
 @dataclass(frozen=True, slots=True)

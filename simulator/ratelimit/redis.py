@@ -12,20 +12,23 @@ stores and returns ``%.17g`` (Lua's own ``tostring`` keeps only 14 digits, and a
 returned from Lua would be truncated to an integer). Each write sets a PEXPIRE of the
 algorithm's idle horizon plus a margin, so idle limits vanish and a fresh one decides alike.
 
-Redis failing or answering slower than ``timeout`` raises ``RateLimiterUnavailable``; the
-caller decides whether to fail open.
+Redis failing or answering slower than ``timeout`` raises ``RateLimiterUnavailable`` with
+the reason; the caller decides whether to fail open. The timeout measures Redis's answer,
+not this process's own queueing (:mod:`simulator.redis_call`), so a busy process does not
+fail its own decisions open.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
+from opentelemetry.trace import Tracer
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from failure_lab.control import RateLimitAlgorithm
 from simulator.ratelimit.algorithms import (
@@ -36,6 +39,7 @@ from simulator.ratelimit.algorithms import (
     limit_key,
 )
 from simulator.ratelimit.base import Decision, RateLimiterUnavailable
+from simulator.redis_call import LazyArgument, RedisCallError, redis_call
 
 EXPIRY_MARGIN_MS = 1000
 """Kept beyond the idle horizon, for clocks of processes and Redis that disagree slightly."""
@@ -143,8 +147,10 @@ _SCRIPTS: dict[RateLimitAlgorithm, str] = {
 class RedisRateLimiter:
     """``RateLimiter`` whose limits live in Redis under ``key_prefix``.
 
-    ``client`` is owned by the caller (``aclose`` leaves it open). ``timeout`` bounds one
-    decision, including a reconnect and the script upload on first use.
+    ``client`` is owned by the caller (``aclose`` leaves it open). ``timeout`` bounds
+    Redis's answer to one decision, measured from when it is sent; ``bound`` the whole
+    decision, the wait for a connection and a busy event loop included
+    (:mod:`simulator.redis_call`).
     """
 
     def __init__(
@@ -154,13 +160,20 @@ class RedisRateLimiter:
         max_queue_delay: float = DEFAULT_MAX_QUEUE_DELAY,
         key_prefix: str = "failure-lab:ratelimit:",
         timeout: float = 0.05,
+        bound: float = 5.0,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._client = client
         self._clock = clock
         self._max_queue_delay = max_queue_delay
         self._key_prefix = key_prefix
         self._timeout = timeout
-        self._scripts: dict[RateLimitAlgorithm, AsyncScript] = {
-            algorithm: client.register_script(_PRELUDE + _SCRIPTS[algorithm])
+        self._bound = bound
+        self._tracer = tracer
+        self._shas: dict[RateLimitAlgorithm, str] = {
+            algorithm: hashlib.sha1(
+                (_PRELUDE + _SCRIPTS[algorithm]).encode(), usedforsecurity=False
+            ).hexdigest()
             for algorithm in ALGORITHMS
         }
 
@@ -172,25 +185,35 @@ class RedisRateLimiter:
         key = self.key(algorithm, rate)
         horizon = idle_horizon(algorithm, rate, self._max_queue_delay)
         ttl_ms = math.ceil(horizon * 1000.0) + EXPIRY_MARGIN_MS
+        # "now" is read as the command is written: read before a wait for a connection on a
+        # busy replica, it would reach Redis after decisions that read theirs later, and a
+        # window that has moved on would be decided as the one before.
         args = (
             repr(float(rate)),
-            repr(float(self._clock())),
+            lambda: repr(float(self._clock())),
             repr(EPSILON),
             str(ttl_ms),
             repr(float(self._max_queue_delay)),
         )
-        script = self._scripts[algorithm]
         try:
-            async with asyncio.timeout(self._timeout):
-                reply = await script(keys=[key], args=args)
-        except TimeoutError as exc:
-            raise RateLimiterUnavailable(
-                f"redis rate limiter did not answer within {self._timeout:g} s"
-            ) from exc
-        except (RedisError, OSError) as exc:
-            raise RateLimiterUnavailable(f"redis rate limiter failed: {exc}") from exc
+            try:
+                reply = await self._call("EVALSHA", self._shas[algorithm], key, args)
+            except NoScriptError:
+                # Redis restarted, or never saw the script: EVAL runs it and caches it there.
+                reply = await self._call("EVAL", _PRELUDE + _SCRIPTS[algorithm], key, args)
+        except RedisCallError as exc:
+            raise RateLimiterUnavailable(exc.reason, f"redis rate limiter: {exc}") from exc
+        except RedisError as exc:
+            message = f"redis rate limiter failed: {exc}"
+            raise RateLimiterUnavailable("unavailable", message) from exc
         allowed, delay = reply
         return Decision(allowed=int(allowed) == 1, delay=float(delay))
+
+    async def _call(self, name: str, script: str, key: str, args: tuple[LazyArgument, ...]) -> Any:
+        return await redis_call(
+            self._client, self._timeout, self._bound, name, script, 1, key, *args,
+            tracer=self._tracer,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         """Nothing to release: the Redis client belongs to the caller."""

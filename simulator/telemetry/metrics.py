@@ -70,6 +70,13 @@ class ServiceMetrics:
             "Limiter backend failures; the request was admitted (fail open).",
             registry=registry,
         )
+        self.ratelimit_fail_open = Counter(
+            "failure_lab_ratelimit_fail_open",
+            "Requests admitted without a decision because the limiter's backend did not "
+            "decide (fail open), by reason: timeout, pool_exhausted, unavailable.",
+            ["algorithm", "reason"],
+            registry=registry,
+        )
         self.cache_requests = Counter(
             "failure_lab_cache_requests",
             "Cache operations by result (get: hit/miss/error; set, delete: ok/error).",

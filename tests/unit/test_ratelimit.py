@@ -23,6 +23,7 @@ from simulator.ratelimit import Decision, RateLimiter, RateLimiterUnavailable
 from simulator.ratelimit.algorithms import ALGORITHMS, DEFAULT_MAX_QUEUE_DELAY
 from simulator.ratelimit.memory import MemoryRateLimiter
 from simulator.ratelimit.redis import RedisRateLimiter
+from simulator.redis_client import redis_client
 
 T0 = 1000.0
 TIMEOUT = 2.0
@@ -373,7 +374,7 @@ async def test_key_prefixes_separate_limits(redis_client: Redis) -> None:
 
 
 async def test_unreachable_redis_is_unavailable_within_the_timeout() -> None:
-    client = Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=0.01)
+    client = redis_client(f"redis://127.0.0.1:{closed_port()}/0")
     limiter = RedisRateLimiter(client, timeout=0.1)
     try:
         started = time.monotonic()
@@ -383,6 +384,7 @@ async def test_unreachable_redis_is_unavailable_within_the_timeout() -> None:
     finally:
         await client.aclose()
     assert elapsed < 0.1 + 0.15
+    assert caught.value.reason == "unavailable"
     assert caught.value.__cause__ is not None
 
 
@@ -405,7 +407,7 @@ async def test_silent_redis_is_unavailable_after_the_timeout() -> None:
         server.close()
         await server.wait_closed()
     assert 0.1 <= elapsed < 0.1 + 0.15
-    assert isinstance(caught.value.__cause__, TimeoutError)
+    assert caught.value.reason == "timeout"
 
 
 async def test_redis_error_is_unavailable(redis_client: Redis) -> None:
@@ -414,6 +416,7 @@ async def test_redis_error_is_unavailable(redis_client: Redis) -> None:
     with pytest.raises(RateLimiterUnavailable) as caught:
         await limiter.acquire("fixed_window", 10)
     assert isinstance(caught.value.__cause__, ResponseError)
+    assert caught.value.reason == "unavailable"
 
 
 async def test_aclose_leaves_the_callers_client_open(redis_client: Redis) -> None:
