@@ -65,12 +65,19 @@ class _Pipes:
         self._writer.write(frame(message))
         await self._writer.drain()
 
-    async def close(self) -> None:
-        """Close the pipe once what was written has left (a pipe has no close handshake)."""
-        with contextlib.suppress(OSError):
-            await self._writer.drain()
-            self._writer.close()
-            await asyncio.sleep(0)
+    async def close(self, timeout: float) -> None:
+        """Close the pipe once everything written has left, within ``timeout`` seconds.
+
+        ``drain()`` alone returns once the buffer is under its high-water mark, and what is
+        still in it when the process's loop ends is lost: that was the tail of the last and
+        largest message (``Finished``, with the samples), and the job's process read a pipe
+        that closed mid-message. With the mark at 0, ``drain()`` waits for an empty buffer.
+        """
+        with contextlib.suppress(OSError, TimeoutError):
+            self._writer.transport.set_write_buffer_limits(high=0)
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
+        self._writer.close()
 
 
 async def _pipes(stdin: BinaryIO, out: BinaryIO) -> _Pipes:
@@ -199,7 +206,7 @@ async def serve(stdin: BinaryIO, out: BinaryIO) -> int:
         grace_ms = int(task.settings.shutdown_grace_seconds * 1000)
         worker.provider.force_flush(grace_ms // 2)  # the rest of the grace: draining
         worker.provider.shutdown()
-        await pipes.close()
+        await pipes.close(timeout=grace_ms / 2000)
     return status
 
 
