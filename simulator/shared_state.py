@@ -19,15 +19,12 @@ breaker's state is each process's own and never in Redis, so a Redis restart lea
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from opentelemetry.instrumentation.utils import suppress_instrumentation
-
 from failure_lab.errors import BackendFailure
+from simulator.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +57,8 @@ class StateKeeper:
         on_restored: Callable[[str], None] = lambda name: None,
     ) -> None:
         self._states = tuple(states)
-        self._interval = interval
         self._on_restored = on_restored
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("shared-state-keeper", interval, self.check)
 
     async def check(self) -> list[str]:
         """One round: the names of the states written back."""
@@ -89,24 +85,8 @@ class StateKeeper:
         return restored
 
     def start(self) -> None:
-        """Check once per interval from now on, until ``aclose``."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="shared-state-keeper")
+        """Run a round once per interval from now on, until ``aclose``."""
+        self._periodic.start()
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        # Its Redis calls are housekeeping, not requests: no trace of their own each time.
-        with suppress_instrumentation():
-            # Until aclose: it also stops a round whose Redis client swallowed the cancel.
-            while asyncio.current_task() is self._task:
-                await asyncio.sleep(self._interval)
-                try:
-                    await self.check()
-                except Exception:  # a bug must not end the keeping for good
-                    log.exception("checking shared state in redis failed")
+        await self._periodic.aclose()

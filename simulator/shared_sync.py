@@ -12,15 +12,12 @@ replica keeps acting on what it last knew, and the loop tries again next interva
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from opentelemetry.instrumentation.utils import suppress_instrumentation
-
 from failure_lab.errors import BackendFailure
+from simulator.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +37,7 @@ class SyncLoop:
 
     def __init__(self, pieces: Sequence[Synced], interval: float) -> None:
         self._pieces = tuple(pieces)
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("shared-state-sync", interval, self.sync)
         self._failing: set[str] = set()
 
     async def sync(self) -> None:
@@ -60,23 +56,8 @@ class SyncLoop:
                 log.info("%s: in step with redis again", piece.name)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="shared-state-sync")
+        """Run a round once per interval from now on, until ``aclose``."""
+        self._periodic.start()
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        # Its Redis calls are housekeeping, not requests: no trace of their own each time.
-        with suppress_instrumentation():
-            # Until aclose: it also stops a round whose Redis client swallowed the cancel.
-            while asyncio.current_task() is self._task:
-                await asyncio.sleep(self._interval)
-                try:
-                    await self.sync()
-                except Exception:  # a bug must not end the syncing for good
-                    log.exception("syncing shared state from redis failed")
+        await self._periodic.aclose()
