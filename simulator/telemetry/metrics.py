@@ -17,7 +17,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from failure_lab.control import DisruptionType, FailureConfig
+from failure_lab.control import DisruptionType, FailureConfig, RateLimitAlgorithm
+from simulator.ratelimit.base import UnavailableReason
 from simulator.routes import ANSWERS, ERROR, SHED
 from simulator.telemetry.buckets import CACHE_BUCKETS, LATENCY_BUCKETS
 
@@ -221,6 +222,9 @@ class ServiceMetrics:
             self.db_errors.labels(kind)
         for result in ("hit", "miss", "error"):
             self.cache_requests.labels("get", result)
+        for algorithm in get_args(RateLimitAlgorithm):  # at 0: the fail-open ratio exists
+            for reason in get_args(UnavailableReason):
+                self.ratelimit_fail_open.labels(algorithm, reason)
         for operation in ("set", "delete"):
             for result in ("ok", "error"):
                 self.cache_requests.labels(operation, result)

@@ -133,12 +133,14 @@ def test_every_query_reads_served_or_recorded_metrics(served_metric_names: set[s
 
 def test_every_recording_rule_is_read_by_a_dashboard() -> None:
     read = set().union(*(metric_names(query.promql) for query in all_prometheus_queries()))
-    # The bucket rates only feed the quantile rules; the target average feeds the ratio.
+    # The bucket rates only feed the quantile rules; the target average feeds the ratio; the
+    # limiter's ratios feed their alerts.
     unread = recorded_names() - read
     assert unread <= {
         "job_le:failure_lab_http_request_duration_seconds_bucket:rate1m",
         "job:failure_lab_generator_target_rps:avg1m",
         "job_algorithm:failure_lab_ratelimit_limited:ratio_rate1m",
+        "job_algorithm:failure_lab_ratelimit_fail_open:ratio_rate1m",
         "job:failure_lab_generator_sent_over_target:ratio_rate1m",
     }, unread
 

@@ -108,6 +108,8 @@ MAY_BE_ZERO = (
     re.compile(r"'Requests in flight'"),  # short requests: often none at a scrape
     re.compile(r"'Generator target vs achieved rate' target C"),  # dropped requests
     re.compile(r"'Error ratio' target B"),  # shed requests: only past the bound (not here)
+    # fail-opens: only when the limiter's Redis does not decide (not here)
+    re.compile(r"'Rate-limited requests by algorithm' target C"),
 )
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 QUERIES = all_prometheus_queries(exclude=[REPLICAS_DASHBOARD])
