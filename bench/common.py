@@ -22,6 +22,16 @@ SERVER_CORE = 1
 LOAD_CORE = 0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BACKENDS_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "backends.sh"
+ZERO_LATENCY_CONFIG = {
+    "failure_injection_enabled": False,
+    "failure_rate": 0.0,
+    "db_latency_min_ms": 0.0,
+    "db_latency_max_ms": 0.0,
+    "db_timeout_seconds": 1.0,
+    "redis_timeout_seconds": 0.05,
+    "max_retries": 3,
+}
+"""The failure config under which a server is bound by its own CPU, not its database."""
 
 
 def backend(name: str) -> str:

@@ -48,21 +48,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_seconds, free_port, parse_wrk, wait_port
+from bench.common import ZERO_LATENCY_CONFIG, cpu_seconds, free_port, parse_wrk, wait_port
 from tests.support.servers import RedisProcess
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("failure-lab")
 ALGORITHMS = ("token_bucket", "leaky_bucket", "fixed_window", "sliding_window")
 USER_IDS = 8
-ZERO_LATENCY_CONFIG = {
-    "failure_injection_enabled": False,
-    "failure_rate": 0.0,
-    "db_latency_min_ms": 0.0,
-    "db_latency_max_ms": 0.0,
-    "db_timeout_seconds": 1.0,
-    "redis_timeout_seconds": 0.05,
-    "max_retries": 3,
-}
 WRK_SCRIPT = """
 local i = 0
 wrk.headers["x-failure-lab-options"] = "rl=%(limit)g;algo=%(algorithm)s;cache=1;ttl=30"

@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     LOAD_CORE,
     SERVER_CORE,
+    ZERO_LATENCY_CONFIG,
     WrkResult,
     can_pin,
     cpu_seconds,
@@ -68,15 +69,6 @@ WARMUP_SECONDS = 2.0
 USER_IDS = (1, 2, 3, 4, 5, 6, 7, 8)
 OPTIONS_HEADER = "x-failure-lab-options"
 TARGET_RATIO = 0.25
-ZERO_LATENCY_CONFIG = {
-    "failure_injection_enabled": False,
-    "failure_rate": 0.0,
-    "db_latency_min_ms": 0.0,
-    "db_latency_max_ms": 0.0,
-    "db_timeout_seconds": 1.0,
-    "redis_timeout_seconds": 0.05,
-    "max_retries": 3,
-}
 
 
 @dataclass(frozen=True)
