@@ -60,8 +60,8 @@ def generator_warnings(g: JobSummary, rps: float, service_p99_ms: float | None =
         service = "" if service_p99_ms is None else f" ({ms(service_p99_ms)})"
         found.append(
             f"client p99 {ms(client)} is mostly the generator's own send lag ({ms(lag)}): "
-            f"the machine is too busy for this rate; the service's p99{service} is the figure "
-            "to trust"
+            f"its process was too busy to keep the schedule; the service's p99{service} is the "
+            "figure to trust"
         )
     return found
 

@@ -120,8 +120,8 @@ def test_a_generator_that_dropped_and_lagged_says_so_with_counts() -> None:
         "the generator dropped 11,770 of 20,000 planned requests (59%) at its in-flight bound "
         "(FAILURE_LAB_MAX_IN_FLIGHT): it sent 823 of 2,000 req/s",
         "6,000 of 8,230 requests were sent late (send lag p99 82.0 ms)",
-        "client p99 120 ms is mostly the generator's own send lag (82.0 ms): the machine is too "
-        "busy for this rate; the service's p99 (30.0 ms) is the figure to trust",
+        "client p99 120 ms is mostly the generator's own send lag (82.0 ms): its process was too "
+        "busy to keep the schedule; the service's p99 (30.0 ms) is the figure to trust",
     ]
     stress = phase("stress", 0.0, 30.0, generator=lagging, warnings=["dropped"])
     assert said("smoke", stress)[-1] == (
