@@ -30,10 +30,10 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 import pytest
 
+from tests.support.process import LoggedProcess
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,9 +90,7 @@ class DnsServer:
     def __init__(self, workdir: Path, addresses: Sequence[str]) -> None:
         self._binary = program("dnsmasq", "dnsmasq-base")
         self._hosts = workdir / "dns-hosts"
-        self._log_path = workdir / "dnsmasq.log"
-        self._log: IO[bytes] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process = LoggedProcess(workdir / "dnsmasq.log")
         self.port = free_port()
         self._write(addresses)
 
@@ -105,8 +103,8 @@ class DnsServer:
 
     def set_addresses(self, addresses: Sequence[str]) -> None:
         self._write(addresses)
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGHUP)
+        assert self._process.started
+        self._process.send_signal(signal.SIGHUP)
 
     def start(self) -> None:
         command = [
@@ -123,28 +121,21 @@ class DnsServer:
         ]
         if os.geteuid() == 0:
             command.append("--user=root")  # stay root rather than switch to a missing user
-        self._log = self._log_path.open("ab")
-        self._proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        self._process.spawn(command)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            if not self._process.running:
                 break
-            if "read " in self._log_path.read_text(errors="replace"):
+            if "read " in self._process.log_tail(chars=1 << 20):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"dnsmasq did not start:\n{self.log_tail()}")
 
     def log_tail(self) -> str:
-        return self._log_path.read_text(errors="replace")[-2000:]
+        return self._process.log_tail(2000)
 
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._process.stop()
 
 
 class HAProxyProcess:
@@ -154,9 +145,7 @@ class HAProxyProcess:
         self._binary = haproxy_binary()
         self._config = workdir / "haproxy.cfg"
         self._config.write_text(loopback_config(nameserver), encoding="utf-8")
-        self._log_path = workdir / "haproxy.log"
-        self._log: IO[bytes] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process = LoggedProcess(workdir / "haproxy.log")
         self.frontend_port = free_port()
         self.stats_port = free_port()
         self.environment = {
@@ -186,15 +175,11 @@ class HAProxyProcess:
         assert done.returncode == 0, done.stdout + done.stderr
 
     def start(self) -> None:
-        self._log = self._log_path.open("ab")
-        self._proc = subprocess.Popen(
-            [self._binary, "-db", "-f", str(self._config)],
-            env={**os.environ, **self.environment},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self._process.spawn(
+            [self._binary, "-db", "-f", str(self._config)], env={**os.environ, **self.environment}
         )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self._proc.poll() is None:
+        while time.monotonic() < deadline and self._process.running:
             try:
                 if _get(f"http://{self.stats_address}/health")[0] == 200:
                     return
@@ -208,21 +193,10 @@ class HAProxyProcess:
 
     @property
     def pid(self) -> int:
-        assert self._proc is not None, "not started"
-        return self._proc.pid
+        return self._process.pid
 
     def log_tail(self) -> str:
-        return self._log_path.read_text(errors="replace")[-3000:]
+        return self._process.log_tail()
 
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._process.stop()

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any, Self
 
 import httpx
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -26,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan
 
 from tests.support.backends import ROOT, backend_binary
+from tests.support.process import LoggedProcess
 from tests.support.servers import free_port
 
 CONFIG = ROOT / "jaeger" / "config.yaml"
@@ -38,10 +38,8 @@ class JaegerProcess:
 
     def __init__(self, workdir: Path) -> None:
         self._binary = backend_binary("jaeger")
-        self._log_path = workdir / "jaeger.log"
+        self._process = LoggedProcess(workdir / "jaeger.log")
         self.ports = {name: free_port() for name in _PORTS}
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
         self._started_once = False
 
     @property
@@ -56,7 +54,7 @@ class JaegerProcess:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._process.running
 
     def command(self) -> list[str]:
         p = self.ports
@@ -93,8 +91,7 @@ class JaegerProcess:
         raise RuntimeError(f"jaeger did not become healthy:\n{self.log_tail()}")
 
     def _spawn(self) -> None:
-        self._log = self._log_path.open("ab")
-        self._proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT)
+        self._process.spawn(self.command())
 
     async def _wait_ready(self, timeout: float) -> bool:
         """Healthy (every pipeline component up) and answering api_v3."""
@@ -115,19 +112,10 @@ class JaegerProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a crash: everything in the memory store is lost."""
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait(timeout=10)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._process.kill()
 
     def log_tail(self, chars: int = 3000) -> str:
-        if not self._log_path.exists():
-            return "(no log)"
-        return self._log_path.read_text(errors="replace")[-chars:]
+        return self._process.log_tail(chars)
 
     async def send(
         self, spans: Sequence[ReadableSpan], request: ExportTraceServiceRequest | None = None
@@ -176,12 +164,10 @@ class JaegerProcess:
     def pause(self) -> None:
         """SIGSTOP: the process keeps its ports (connections are still accepted by the
         kernel) but answers nothing, as a hung backend; ``resume()`` continues it."""
-        if self._proc is not None:
-            self._proc.send_signal(signal.SIGSTOP)
+        self._process.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        if self._proc is not None:
-            self._proc.send_signal(signal.SIGCONT)
+        self._process.send_signal(signal.SIGCONT)
 
     async def __aenter__(self) -> Self:
         await self.start()

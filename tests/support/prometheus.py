@@ -19,17 +19,17 @@ needs data waits for it with :meth:`~PrometheusProcess.wait_for_samples` or
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any, Self
 
 import httpx
 import yaml
 
 from tests.support.backends import backend_binary
+from tests.support.process import LoggedProcess
 from tests.support.servers import free_port
 
 _START_ATTEMPTS = 3
@@ -74,11 +74,9 @@ class PrometheusProcess:
         self._workdir = workdir
         self._config = workdir / "prometheus.yml"
         self._storage = workdir / "data"
-        self._log_path = workdir / "prometheus.log"
+        self._process = LoggedProcess(workdir / "prometheus.log")
         self._extra_args = tuple(extra_args)
         self.port = free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
         self._started_once = False
         self._target_count = 0
         self._make_config = config or (
@@ -91,7 +89,7 @@ class PrometheusProcess:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._process.running
 
     async def start(self, timeout: float = 20.0) -> None:
         """Start (or start again, on the same port and storage) and wait until ready.
@@ -125,8 +123,7 @@ class PrometheusProcess:
             "--log.level=warn",
             *self._extra_args,
         ]
-        self._log = self._log_path.open("ab")
-        self._proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        self._process.spawn(command)
 
     async def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -142,19 +139,10 @@ class PrometheusProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a crash: no clean shutdown of the storage."""
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait(timeout=10)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._process.kill()
 
     def log_tail(self, chars: int = 3000) -> str:
-        if not self._log_path.exists():
-            return "(no log)"
-        return self._log_path.read_text(errors="replace")[-chars:]
+        return self._process.log_tail(chars)
 
     async def query(self, promql: str) -> list[dict[str, Any]]:
         """The result of an instant query at now (a vector's series)."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+
+from tests.support.process import LoggedProcess
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("failure-lab")
 
@@ -56,9 +56,7 @@ class SimulatorProcess:
         self.address = address
         self.port = port
         self._environment = dict(environment)
-        self._log_path = workdir / f"simulator-{address}.log"
-        self._log: IO[bytes] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process = LoggedProcess(workdir / f"simulator-{address}.log")
 
     @property
     def instance(self) -> str:
@@ -71,17 +69,14 @@ class SimulatorProcess:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._process.running
 
     def spawn(self) -> None:
         if not CONSOLE_SCRIPT.exists():
             raise RuntimeError(f"{CONSOLE_SCRIPT} is missing: run `make .venv/.synced`")
-        self._log = self._log_path.open("ab")
         command = [str(CONSOLE_SCRIPT), "simulator", "--host", self.address]
         command += ["--port", str(self.port)]
-        self._proc = subprocess.Popen(
-            command, env=self._environment, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        self._process.spawn(command, env=self._environment)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -96,22 +91,11 @@ class SimulatorProcess:
 
     @property
     def pid(self) -> int:
-        assert self._proc is not None, "not started"
-        return self._proc.pid
+        return self._process.pid
 
     def log_tail(self) -> str:
-        return self._log_path.read_text(errors="replace")[-3000:]
+        return self._process.log_tail()
 
     def stop(self) -> None:
         """SIGTERM, as ``docker compose stop`` sends; SIGKILL after 15 s."""
-        if self._proc is not None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._process.stop(signal.SIGTERM, timeout=15)
