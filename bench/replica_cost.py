@@ -112,8 +112,8 @@ async def measure(rates: list[float], seconds: float) -> None:
                 "replica B (serves)": server.pid,
                 "replica A (generator)": generator.pid,
                 "HAProxy": haproxy.pid,
-                "Redis": redis._proc.pid,  # type: ignore[union-attr]
-                "Jaeger": jaeger._proc.pid,  # type: ignore[union-attr]
+                "Redis": redis.pid,
+                "Jaeger": jaeger.pid,
             }
             async with httpx.AsyncClient(timeout=30) as client:
                 for rate in rates:

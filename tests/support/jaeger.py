@@ -56,6 +56,10 @@ class JaegerProcess:
     def running(self) -> bool:
         return self._process.running
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def command(self) -> list[str]:
         p = self.ports
         prometheus = f"{{host: 127.0.0.1, port: {p['metrics']}}}"
