@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,19 @@ ZERO_LATENCY_CONFIG = {
     "max_retries": 3,
 }
 """The failure config under which a server is bound by its own CPU, not its database."""
+CLI = str(Path(sys.executable).with_name("failure-lab"))
+"""The console script of the venv running the benchmark."""
+PAYLOAD = {
+    "rate_of_requests": 100,
+    "number_of_requests": 1,
+    "retries_enabled": True,
+    "rate_limiting": 0,
+    "rate_limiting_algo": "token_bucket",
+    "cache_enabled": True,
+    "cache_ttl": 2,
+    "db_latency": 0,
+}
+"""Request options of a generated job: retries and the cache on (2 s TTL), no rate limit."""
 
 
 def backend(name: str) -> str:

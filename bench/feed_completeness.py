@@ -53,20 +53,9 @@ from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import free_port
+from bench.common import CLI, PAYLOAD, free_port
 from tests.support.jaeger import JaegerProcess
 
-CLI = str(Path(sys.executable).with_name("failure-lab"))
-PAYLOAD = {
-    "rate_of_requests": 100,
-    "number_of_requests": 1,
-    "retries_enabled": True,
-    "rate_limiting": 0,
-    "rate_limiting_algo": "token_bucket",
-    "cache_enabled": True,
-    "cache_ttl": 2,
-    "db_latency": 0,
-}
 CONFIG = {
     "failure_injection_enabled": True,
     "failure_rate": 0.05,

@@ -48,10 +48,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ZERO_LATENCY_CONFIG, cpu_seconds, free_port, parse_wrk, wait_port
+from bench.common import CLI, ZERO_LATENCY_CONFIG, cpu_seconds, free_port, parse_wrk, wait_port
 from tests.support.servers import RedisProcess
 
-CONSOLE_SCRIPT = Path(sys.executable).with_name("failure-lab")
 ALGORITHMS = ("token_bucket", "leaky_bucket", "fixed_window", "sliding_window")
 USER_IDS = 8
 WRK_SCRIPT = """
@@ -76,7 +75,7 @@ class Replica:
         }
         self._log = (workdir / f"serve-{self.port}.log").open("ab")
         self._proc = subprocess.Popen(
-            [str(CONSOLE_SCRIPT), "serve", "--port", str(self.port)],
+            [CLI, "serve", "--port", str(self.port)],
             env=environment,
             stdout=self._log,
             stderr=subprocess.STDOUT,

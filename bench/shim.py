@@ -32,6 +32,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    CLI,
+    PAYLOAD,
     SERVER_CORE,
     WrkResult,
     backend,
@@ -42,17 +44,6 @@ from bench.common import (
 )
 from exporter.figures import RED, render
 
-CLI = str(Path(sys.executable).with_name("failure-lab"))
-PAYLOAD = {
-    "rate_of_requests": 100,
-    "number_of_requests": 1,
-    "retries_enabled": True,
-    "rate_limiting": 0,
-    "rate_limiting_algo": "token_bucket",
-    "cache_enabled": True,
-    "cache_ttl": 2,
-    "db_latency": 0,
-}
 CONFIG = {
     "failure_injection_enabled": True,
     "failure_rate": 0.05,
