@@ -5,6 +5,7 @@ fail-opens counted when Redis is really gone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -111,9 +112,9 @@ async def test_cache_reads_on_a_busy_loop_answer(old_pool: Redis) -> None:
     assert values == [b"v"] * CONCURRENT
 
 
-async def test_connections_stay_within_the_pool(small_pool: Redis, redis_url: str) -> None:
-    observer = Redis.from_url(redis_url)
-    limiter = RedisRateLimiter(small_pool, fixed_clock(), timeout=2.0)
+@contextlib.asynccontextmanager
+async def client_counts(observer: Redis) -> AsyncIterator[list[int]]:
+    """Redis's connected clients, sampled every 2 ms while the block runs."""
     seen: list[int] = []
     done = asyncio.Event()
 
@@ -124,12 +125,21 @@ async def test_connections_stay_within_the_pool(small_pool: Redis, redis_url: st
 
     watcher = asyncio.create_task(watch())
     try:
-        decisions = await asyncio.gather(
-            *(limiter.acquire("fixed_window", 1000) for _ in range(CONCURRENT))
-        )
+        yield seen
     finally:
         done.set()
         await watcher
+
+
+async def test_connections_stay_within_the_pool(small_pool: Redis, redis_url: str) -> None:
+    observer = Redis.from_url(redis_url)
+    limiter = RedisRateLimiter(small_pool, fixed_clock(), timeout=2.0)
+    try:
+        async with client_counts(observer) as seen:
+            decisions = await asyncio.gather(
+                *(limiter.acquire("fixed_window", 1000) for _ in range(CONCURRENT))
+            )
+    finally:
         await observer.aclose()
     assert all(d.allowed for d in decisions)
     assert seen
@@ -145,22 +155,10 @@ async def test_the_served_pool_follows_the_setting(tmp_path: Path) -> None:
             fast = config_with(db_latency_min_ms=0, db_latency_max_ms=0).model_dump()
             await http.put("/v1/config/failure", json=fast)
             header = {HEADER: PipelineOptions(rate_limit=10_000).encode()}
-            seen: list[int] = []
-            done = asyncio.Event()
-
-            async def watch() -> None:
-                while not done.is_set():
-                    seen.append(await clients_of(observer))
-                    await asyncio.sleep(0.002)
-
-            watcher = asyncio.create_task(watch())
-            try:
+            async with client_counts(observer) as seen:
                 responses = await asyncio.gather(
                     *(http.get(f"/api/v1/users/{i % 7 + 1}", headers=header) for i in range(60))
                 )
-            finally:
-                done.set()
-                await watcher
             assert [r.status_code for r in responses] == [200] * 60
             assert seen
             assert max(seen) <= 3
